@@ -1,0 +1,556 @@
+"""Diffusion Q-Sampling (DQS): the policy is a diffusion model that samples pi(a|s) ~ exp(Q(s,a) / T).
+
+    python dqs.py --env-id Humanoid-v4
+    python dqs.py --env-id Hopper-v4 --total-timesteps 100000 --save-model
+
+Jain, Akhound-Sadegh, Ravanbakhsh, "Sampling from Energy-based Policies using Diffusion" (arXiv
+2410.01312, RLC 2025). The score network is trained on the iDEM Monte-Carlo score target
+(Akhound-Sadegh et al., arXiv 2402.06121) of the Boltzmann policy of the twin critics, and actions
+are drawn by Euler-Maruyama on the reverse variance-exploding SDE. Defaults are the authors' code
+defaults unless a comment says otherwise. Same skeleton as sac_baseline.py: `diff sac_baseline.py
+dqs.py` shows what DQS changes. Policies act in the normalised box [-1, 1]^d; the env's bounds are
+applied only when stepping the env.
+"""
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+ALGO = "dqs"
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment"""
+    seed: int = 1
+    """seed of the experiment"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = True
+    """if toggled, cuda will be used when available"""
+    track: bool = False
+    """if toggled, this experiment will be tracked with Weights and Biases"""
+    wandb_project_name: str = "dqs"
+    """the wandb's project name"""
+    wandb_entity: str | None = None
+    """the entity (team) of wandb's project"""
+    capture_video: bool = False
+    """whether to capture videos of the agent performances (check out `videos` folder)"""
+    save_model: bool = False
+    """whether to save a checkpoint at every evaluation and at the end (`runs/{run_name}/{exp_name}.pt`)"""
+    resume: str | None = None
+    """path of a checkpoint written by --save-model to continue from"""
+    eval_every: int = 50_000
+    """evaluate the policy every this many env steps (and always at the end)"""
+    eval_episodes: int = 10
+    """number of episodes per evaluation, on a separate env with its own seed"""
+
+    # Algorithm specific arguments
+    env_id: str = "Humanoid-v4"
+    """the id of the environment"""
+    total_timesteps: int = 1_000_000
+    """total timesteps of the experiments"""
+    buffer_size: int = 1_000_000
+    """the replay memory buffer size"""
+    gamma: float = 0.99
+    """the discount factor gamma"""
+    tau: float = 0.005
+    """target smoothing coefficient"""
+    batch_size: int = 256
+    """the batch size of sample from the replay memory"""
+    learning_starts: int = 10_000
+    """timestep to start learning (uniform-random actions before it)"""
+    q_lr: float = 1e-3
+    """the learning rate of the Q network optimizer"""
+    score_lr: float = 3e-4
+    """the learning rate of the score network optimizer"""
+    temperature: float = 0.05
+    """temperature T of the target policy exp(Q/T) (initial value when annealed)"""
+    temperature_final: float | None = None
+    """if set, T is annealed log-linearly from --temperature to this value"""
+    temperature_anneal_steps: int = 1_000_000
+    """number of updates over which T is annealed"""
+    num_mc_samples: int = 1000
+    """K, the number of perturbed actions in the Monte-Carlo score target"""
+    num_diffusion_steps: int = 50
+    """N, the number of Euler-Maruyama steps of the reverse SDE (authors: 500; chosen by measurement, see README)"""
+    sigma_min: float = 1e-5
+    """smallest noise scale of the variance-exploding SDE"""
+    sigma_max: float = 1.0
+    """largest noise scale of the variance-exploding SDE (h(1) = sigma_max^2 - sigma_min^2)"""
+    exact_bounds: bool = False
+    """diffuse pre-tanh actions with the tanh log-Jacobian in the energy, so that tanh(x) is exactly Boltzmann on the box (not the paper's default)"""
+
+
+def fail(message: str):
+    """Bad input ends the run with one line naming the problem and a non-zero exit, not a traceback."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_args(args: Args):
+    for name in ("total_timesteps", "buffer_size", "batch_size", "eval_every", "eval_episodes"):
+        if getattr(args, name) <= 0:
+            fail(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.learning_starts < 0:
+        fail(f"--learning-starts must be non-negative, got {args.learning_starts}")
+    for name in ("temperature", "num_mc_samples", "num_diffusion_steps", "sigma_min", "temperature_anneal_steps"):
+        if getattr(args, name) <= 0:
+            fail(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.temperature_final is not None and args.temperature_final <= 0:
+        fail(f"--temperature-final must be positive, got {args.temperature_final}")
+    if args.sigma_max <= args.sigma_min:
+        fail(f"--sigma-max ({args.sigma_max}) must be larger than --sigma-min ({args.sigma_min})")
+    if args.batch_size > args.buffer_size:
+        fail(f"--batch-size ({args.batch_size}) is larger than --buffer-size ({args.buffer_size})")
+
+
+def make_env(env_id, seed, idx, capture_video, run_name):
+    def thunk():
+        if capture_video and idx == 0:
+            env = gym.make(env_id, render_mode="rgb_array")
+            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
+        else:
+            env = gym.make(env_id)
+        env = gym.wrappers.RecordEpisodeStatistics(env)
+        env.action_space.seed(seed)
+        return env
+
+    return thunk
+
+
+def check_env(env_id: str):
+    """Unknown ids and discrete action spaces are caught before anything is built."""
+    try:
+        env = gym.make(env_id)
+    except gym.error.Error as e:
+        fail(f"cannot make env {env_id!r}: {e}")
+    if not isinstance(env.action_space, gym.spaces.Box):
+        fail(f"{env_id} has a {type(env.action_space).__name__} action space; only continuous (Box) actions are supported")
+    env.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Replay buffer: preallocated tensors on the training device, so sampling a batch never leaves it.
+class ReplayBuffer:
+    def __init__(self, size: int, obs_dim: int, act_dim: int, device: torch.device):
+        self.obs = torch.zeros((size, obs_dim), device=device)
+        self.next_obs = torch.zeros((size, obs_dim), device=device)
+        self.actions = torch.zeros((size, act_dim), device=device)
+        self.rewards = torch.zeros(size, device=device)
+        self.terminations = torch.zeros(size, device=device)
+        self.max_size, self.ptr, self.size, self.device = size, 0, 0, device
+
+    def add(self, obs, next_obs, action, reward, terminated):
+        i = self.ptr
+        self.obs[i] = torch.as_tensor(obs, device=self.device)
+        self.next_obs[i] = torch.as_tensor(next_obs, device=self.device)
+        self.actions[i] = torch.as_tensor(action, device=self.device)
+        self.rewards[i] = float(reward)
+        self.terminations[i] = float(terminated)
+        self.ptr = (self.ptr + 1) % self.max_size
+        self.size = min(self.size + 1, self.max_size)
+
+    def sample(self, batch_size: int):
+        idx = torch.randint(0, self.size, (batch_size,), device=self.device)
+        return self.obs[idx], self.actions[idx], self.next_obs[idx], self.rewards[idx], self.terminations[idx]
+
+
+# ---------------------------------------------------------------------------------------------
+# Critic: Q(s, a), two hidden layers of 256. The first layer is split into its state and action
+# columns so that obs (B, 1, obs_dim) broadcasts against actions (B, K, act_dim): K actions share one
+# state encoding instead of K copies of the observation.
+class SoftQNetwork(nn.Module):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: int = 256):
+        super().__init__()
+        self.obs_dim = obs_dim
+        self.fc1 = nn.Linear(obs_dim + act_dim, hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+        self.fc3 = nn.Linear(hidden, 1)
+
+    def forward(self, obs, actions):
+        w_s, w_a = self.fc1.weight[:, : self.obs_dim], self.fc1.weight[:, self.obs_dim :]
+        x = F.relu(F.linear(obs, w_s) + F.linear(actions, w_a, self.fc1.bias))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x).squeeze(-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Noise process: a variance-exploding SDE with a geometric schedule, t in [0, 1].
+#   a_t = a_0 + sqrt(h(t)) eps,   h(t) = sigma_min^2 (r^(2t) - 1),   r = sigma_max / sigma_min
+#   g(t)^2 = dh/dt = 2 ln(r) sigma_min^2 r^(2t)
+def noise_variance(t, sigma_min: float = 1e-5, sigma_max: float = 1.0):
+    """h(t), the variance added to a clean action by time t (expm1 keeps it accurate near t = 0)."""
+    log_r = math.log(sigma_max / sigma_min)
+    return sigma_min**2 * torch.expm1(2 * log_r * t)
+
+
+def diffusion_g2(t, sigma_min: float = 1e-5, sigma_max: float = 1.0):
+    """g(t)^2 = dh/dt, the squared diffusion coefficient of the forward SDE."""
+    log_r = math.log(sigma_max / sigma_min)
+    return 2 * log_r * sigma_min**2 * torch.exp(2 * log_r * t)
+
+
+# ---------------------------------------------------------------------------------------------
+# Score network s_theta(s, a_t, t, T): the temperature is an input so that T can be annealed.
+def sinusoidal_embedding(x, dim: int = 128, scale: float = 1000.0):
+    """emb(x) = [sin(scale x w_k), cos(scale x w_k)], w_k = 10000^(-k / (dim/2)), k < dim/2 (64 frequencies).
+
+    `scale` spreads t in [0, 1] (and T around 0.05) over the frequencies, as DDPM does with 1000 steps."""
+    half = dim // 2
+    w = torch.exp(-math.log(10000.0) * torch.arange(half, device=x.device, dtype=x.dtype) / half)
+    angle = scale * x.unsqueeze(-1) * w
+    return torch.cat([angle.sin(), angle.cos()], dim=-1)
+
+
+class ScoreNetwork(nn.Module):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: int = 256, emb_dim: int = 128):
+        super().__init__()
+        self.act_dim, self.emb_dim = act_dim, emb_dim
+        self.fc_in = nn.Linear(obs_dim + act_dim + 2 * emb_dim, hidden)
+        self.res1 = nn.Linear(hidden, hidden)
+        self.res2 = nn.Linear(hidden, hidden)
+        self.fc_out = nn.Linear(hidden, act_dim)
+
+    def forward(self, obs, x, t, temperature):
+        """obs (B, obs_dim), x (B, act_dim), t (B,), temperature a float or (B,) -> score (B, act_dim)."""
+        batch = x.shape[:-1]
+        t = torch.as_tensor(t, dtype=x.dtype, device=x.device).expand(batch)
+        temperature = torch.as_tensor(temperature, dtype=x.dtype, device=x.device).expand(batch)
+        emb = torch.cat([sinusoidal_embedding(t, self.emb_dim), sinusoidal_embedding(temperature, self.emb_dim)], -1)
+        h = F.gelu(self.fc_in(torch.cat([obs.expand(*batch, -1), x, emb], -1)))
+        h = h + F.gelu(self.res1(h))
+        h = h + F.gelu(self.res2(h))
+        return self.fc_out(h)
+
+
+# ---------------------------------------------------------------------------------------------
+# Monte-Carlo score target (the iDEM estimator). The noised Boltzmann policy is
+#   p_t(a_t) = E_z[ exp(Q(s, a_t + sqrt(h(t)) z) / T) ] / Z,  z ~ N(0, I),
+# so with K samples z_i its score is estimated by
+#   S_K(a_t) = grad_{a_t} [ logsumexp_i Q(s, a_t + sqrt(h(t)) z_i) / T - log K ]
+#            = sum_i softmax_i(Q_i / T) grad_a Q_i / T,
+# a self-normalised importance-weighted mean of the critic's action-gradients.
+def mc_score_target(q_fn, obs, actions, t, temperature, num_samples: int, sigma_min: float = 1e-5,
+                    sigma_max: float = 1.0, *, chunk_size: int | None = None, return_ess: bool = False):
+    """S_K for noisy actions `actions` (B, act_dim) at times t (B,) for any differentiable critic
+    q_fn(obs, actions) -> Q, called with obs (B, 1, obs_dim) and actions (B, n, act_dim).
+
+    Only action-gradients are taken (no parameter gradients); the result is a constant target.
+    `chunk_size` bounds memory by evaluating the K samples in chunks. With `return_ess`, also returns
+    the effective sample size 1 / sum_i w_i^2 of the weights, shape (B,)."""
+    batch, act_dim = actions.shape
+    h_t = noise_variance(t, sigma_min, sigma_max).reshape(batch, 1, 1)
+    temperature = torch.as_tensor(temperature, dtype=actions.dtype, device=actions.device).reshape(-1, 1)
+    obs, actions = obs.unsqueeze(1), actions.detach().unsqueeze(1)  # state broadcast over the K samples
+    chunk = chunk_size or num_samples
+    q, grad_q = [], []
+    for start in range(0, num_samples, chunk):
+        z = torch.randn(batch, min(chunk, num_samples - start), act_dim, device=actions.device, dtype=actions.dtype)
+        a_i = (actions + h_t.sqrt() * z).requires_grad_(True)  # perturbed actions, (B, n, act_dim)
+        with torch.enable_grad():
+            q_i = q_fn(obs, a_i).reshape(batch, -1)
+            (grad_i,) = torch.autograd.grad(q_i.sum(), a_i)
+        q.append(q_i.detach())
+        grad_q.append(grad_i)
+    q, grad_q = torch.cat(q, 1), torch.cat(grad_q, 1)
+    w = torch.softmax(q / temperature, dim=1)  # (B, K)
+    score = (w.unsqueeze(-1) * grad_q).sum(1) / temperature
+    if return_ess:
+        return score, 1.0 / w.pow(2).sum(1)
+    return score
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampler: Euler-Maruyama on the reverse SDE, dx = -g(t)^2 score dt + g(t) dw run backwards in time.
+@torch.no_grad()
+def sample_actions(score_fn, obs, temperature, num_steps: int, sigma_min: float = 1e-5, sigma_max: float = 1.0,
+                   act_dim: int | None = None):
+    """x_1 ~ N(0, h(1) I), then for t = 1, 1 - 1/N, ..., 1/N with dt = 1/N:
+        x <- x + g(t)^2 s(s, x, t, T) dt + g(t) sqrt(dt) z,   z ~ N(0, I)
+    (no final noise-free step, as in the authors' code). Returns the pre-tanh samples (B, act_dim);
+    the executed action is tanh(x). score_fn(obs, x, t, T) is any score function, t of shape (B,);
+    act_dim defaults to score_fn.act_dim."""
+    act_dim = act_dim if act_dim is not None else score_fn.act_dim
+    batch, dt = obs.shape[0], 1.0 / num_steps
+    h_1 = sigma_min**2 * math.expm1(2 * math.log(sigma_max / sigma_min))
+    x = math.sqrt(h_1) * torch.randn(batch, act_dim, device=obs.device, dtype=obs.dtype)
+    for i in range(num_steps, 0, -1):
+        t = torch.full((batch,), i * dt, device=obs.device, dtype=obs.dtype)
+        g2 = diffusion_g2(t, sigma_min, sigma_max).unsqueeze(-1)
+        x = x + g2 * score_fn(obs, x, t, temperature) * dt + (g2 * dt).sqrt() * torch.randn_like(x)
+    return x
+
+
+def log_det_tanh_jacobian(x):
+    """sum_d log(1 - tanh(x_d)^2), written stably as 2 (log 2 - x - softplus(-2x))."""
+    return (2.0 * (math.log(2.0) - x - F.softplus(-2.0 * x))).sum(-1)
+
+
+def temperature_at(update: int, args: Args) -> float:
+    """Fixed T, or the log-linear anneal log T = log T_init + min(1, update / steps) (log T_final - log T_init)."""
+    if args.temperature_final is None:
+        return args.temperature
+    frac = min(1.0, max(0, update) / args.temperature_anneal_steps)
+    return math.exp((1 - frac) * math.log(args.temperature) + frac * math.log(args.temperature_final))
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation on its own env and seed, with actions from the stochastic sampler (as the authors' code).
+def evaluate(act_fn, env_id: str, episodes: int, seed: int, device: torch.device) -> np.ndarray:
+    env = gym.make(env_id)
+    low, high = env.action_space.low, env.action_space.high
+    returns = []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        done, episodic_return = False, 0.0
+        while not done:
+            with torch.no_grad():
+                action = act_fn(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])[0].cpu().numpy()
+            obs, reward, terminated, truncated, _ = env.step(low + 0.5 * (action + 1.0) * (high - low))
+            episodic_return += float(reward)
+            done = terminated or truncated
+        returns.append(episodic_return)
+    env.close()
+    return np.array(returns)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoint: everything needed to resume, readable with torch.load(path, weights_only=True).
+def save_checkpoint(path: str, step: int, args: Args, modules: dict) -> bool:
+    state = {"algo": ALGO, "env_id": args.env_id, "step": step, "args": asdict(args)}
+    state.update({name: m.state_dict() if hasattr(m, "state_dict") else m for name, m in modules.items()})
+    if not all(torch.isfinite(p).all() for m in modules.values() if isinstance(m, nn.Module) for p in m.parameters()):
+        return False  # diverged: keep the last good checkpoint rather than overwrite it with NaNs
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # atomic: a crash while writing never destroys the last good checkpoint
+    return True
+
+
+def load_checkpoint(path: str, args: Args, modules: dict, device: torch.device) -> int:
+    if not os.path.isfile(path):
+        fail(f"checkpoint {path!r} does not exist")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:
+        fail(f"cannot read checkpoint {path!r}: {type(e).__name__}: {str(e).splitlines()[0]}")
+    if not isinstance(state, dict) or state.get("algo") != ALGO:
+        fail(f"checkpoint {path!r} was not written by {ALGO} (found {state.get('algo') if isinstance(state, dict) else type(state).__name__})")
+    if state["env_id"] != args.env_id:
+        fail(f"checkpoint {path!r} is for {state['env_id']}, not {args.env_id}")
+    for name, m in modules.items():
+        if isinstance(m, torch.Tensor):
+            with torch.no_grad():
+                m.copy_(state[name])
+        else:
+            m.load_state_dict(state[name])
+    return int(state["step"])
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    check_args(args)
+    check_env(args.env_id)
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    # a resumed run keeps writing into the folder of its checkpoint
+    run_dir = os.path.dirname(os.path.abspath(args.resume)) if args.resume else os.path.join("runs", run_name)
+    run_name = os.path.basename(run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    if args.track:
+        import wandb
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
+                   config=vars(args), name=run_name, monitor_gym=True, save_code=True)
+    writer = SummaryWriter(run_dir)
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{k}|{v}|" for k, v in vars(args).items()])))
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+    # env setup: one env in a vector env, NEXT_STEP autoreset (Gymnasium 1.x default)
+    envs = gym.vector.SyncVectorEnv([make_env(args.env_id, args.seed, 0, args.capture_video, run_name)],
+                                    autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
+    obs_dim = int(np.prod(envs.single_observation_space.shape))
+    act_dim = int(np.prod(envs.single_action_space.shape))
+    low, high = envs.single_action_space.low, envs.single_action_space.high
+
+    score_net = ScoreNetwork(obs_dim, act_dim).to(device)
+    qf1 = SoftQNetwork(obs_dim, act_dim).to(device)
+    qf2 = SoftQNetwork(obs_dim, act_dim).to(device)
+    qf1_target = SoftQNetwork(obs_dim, act_dim).to(device)
+    qf2_target = SoftQNetwork(obs_dim, act_dim).to(device)
+    qf1_target.load_state_dict(qf1.state_dict())
+    qf2_target.load_state_dict(qf2.state_dict())
+    q_optimizer = torch.optim.Adam(list(qf1.parameters()) + list(qf2.parameters()), lr=args.q_lr)
+    score_optimizer = torch.optim.Adam(list(score_net.parameters()), lr=args.score_lr)
+    modules = {"score_net": score_net, "qf1": qf1, "qf2": qf2, "qf1_target": qf1_target, "qf2_target": qf2_target,
+               "q_optimizer": q_optimizer, "score_optimizer": score_optimizer}
+    temperature = temperature_at(0, args)
+
+    def act(obs):
+        """A fresh sample of the diffusion policy, squashed into the box: a = tanh(x)."""
+        x = sample_actions(score_net, obs, temperature, args.num_diffusion_steps, args.sigma_min, args.sigma_max)
+        return torch.tanh(x)
+
+    act_eval = act
+
+    def energy_q(obs, x):
+        """Q/T is the log-density the sampler targets. The estimator differentiates the *online* critics:
+        the targets lag by design, and the policy should follow the critic being learned now."""
+        if not args.exact_bounds:
+            # the paper's default: Q is queried at unsquashed noisy actions, also outside [-1, 1]
+            return torch.min(qf1(obs, x), qf2(obs, x))
+        # exact bounds: x is pre-tanh and a = tanh(x) ~ exp(Q(s, a) / T) on the box, which makes
+        # log p(x) = Q(s, tanh x) / T + sum_d log(1 - tanh(x_d)^2)
+        a = torch.tanh(x)
+        return torch.min(qf1(obs, a), qf2(obs, a)) + temperature * log_det_tanh_jacobian(x)
+
+    rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
+    start_step = load_checkpoint(args.resume, args, modules, device) if args.resume else 0
+    ckpt_path = os.path.join(run_dir, f"{args.exp_name}.pt")
+    start_time = time.time()
+    last_return, eval_returns, last_eval_step, stopped = float("nan"), None, -1, None
+
+    # TRY NOT TO MODIFY: start the game
+    obs, _ = envs.reset(seed=args.seed)
+    autoreset = np.zeros(envs.num_envs, dtype=bool)
+    pbar = tqdm(total=args.total_timesteps, initial=start_step, desc=f"{ALGO} {args.env_id}", mininterval=1.0, dynamic_ncols=True)
+    global_step = start_step
+    try:
+        for global_step in range(start_step, args.total_timesteps):
+            # ALGO LOGIC: put action logic here
+            if global_step < args.learning_starts:
+                actions = np.random.uniform(-1.0, 1.0, (envs.num_envs, act_dim)).astype(np.float32)
+            else:
+                with torch.no_grad():
+                    actions = act(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
+
+            # TRY NOT TO MODIFY: execute the game and log data.
+            next_obs, rewards, terminations, truncations, infos = envs.step(low + 0.5 * (actions + 1.0) * (high - low))
+            if "episode" in infos:
+                for i in np.flatnonzero(infos["_episode"]):
+                    last_return = float(infos["episode"]["r"][i])
+                    writer.add_scalar("charts/episodic_return", last_return, global_step)
+                    writer.add_scalar("charts/episodic_length", int(infos["episode"]["l"][i]), global_step)
+
+            # NEXT_STEP autoreset: the step after an episode ends ignores the action and only returns the
+            # reset observation (reward 0); that pseudo-transition must never enter the buffer.
+            # Truncation is not termination: terminations alone cut the bootstrap.
+            for i in range(envs.num_envs):
+                if not autoreset[i]:
+                    rb.add(obs[i], next_obs[i], actions[i], rewards[i], terminations[i])
+            autoreset = np.logical_or(terminations, truncations)
+            obs = next_obs
+
+            # ALGO LOGIC: training.
+            # `rb.size` rather than the step: a resumed run refills its buffer with policy actions first.
+            if rb.size >= max(args.learning_starts, args.batch_size):
+                b_obs, b_actions, b_next_obs, b_rewards, b_terminations = rb.sample(args.batch_size)
+                temperature = temperature_at(global_step - args.learning_starts, args)
+                with torch.no_grad():
+                    next_state_actions = act(b_next_obs)  # a' = tanh(x), x a fresh sample at s'
+                    qf1_next_target = qf1_target(b_next_obs, next_state_actions)
+                    qf2_next_target = qf2_target(b_next_obs, next_state_actions)
+                    # no entropy term: the diffusion policy's density is intractable (as in the authors' code)
+                    min_qf_next_target = torch.min(qf1_next_target, qf2_next_target)
+                    next_q_value = b_rewards + (1 - b_terminations) * args.gamma * min_qf_next_target
+
+                qf1_a_values = qf1(b_obs, b_actions)
+                qf2_a_values = qf2(b_obs, b_actions)
+                qf1_loss = F.mse_loss(qf1_a_values, next_q_value)
+                qf2_loss = F.mse_loss(qf2_a_values, next_q_value)
+                qf_loss = qf1_loss + qf2_loss
+                q_optimizer.zero_grad()
+                qf_loss.backward()
+                q_optimizer.step()
+
+                # score step, on the critic just updated: denoising score matching against S_K
+                a_0 = b_actions  # executed actions in [-1, 1]
+                if args.exact_bounds:  # the diffusion lives in pre-tanh space
+                    a_0 = torch.atanh(a_0.clamp(-1 + 1e-6, 1 - 1e-6))
+                t = torch.rand(args.batch_size, device=device)
+                h_t = noise_variance(t, args.sigma_min, args.sigma_max)
+                a_t = a_0 + h_t.sqrt().unsqueeze(-1) * torch.randn_like(a_0)
+                target, ess = mc_score_target(energy_q, b_obs, a_t, t, temperature, args.num_mc_samples,
+                                              args.sigma_min, args.sigma_max, return_ess=True)
+                lambda_t = h_t + 1e-3
+                score_loss = (lambda_t * (score_net(b_obs, a_t, t, temperature) - target).pow(2).mean(-1)).mean()
+                score_optimizer.zero_grad()
+                score_loss.backward()
+                score_optimizer.step()
+
+                # update the target networks
+                with torch.no_grad():
+                    for param, target_param in zip(qf1.parameters(), qf1_target.parameters()):
+                        target_param.lerp_(param, args.tau)
+                    for param, target_param in zip(qf2.parameters(), qf2_target.parameters()):
+                        target_param.lerp_(param, args.tau)
+
+                if global_step % 100 == 0:  # the only host syncs of the update path, every 100 steps
+                    losses = {"qf1_values": qf1_a_values.mean(), "qf2_values": qf2_a_values.mean(),
+                              "qf1_loss": qf1_loss, "qf2_loss": qf2_loss, "qf_loss": qf_loss / 2.0,
+                              "score_loss": score_loss, "score_target_ess": ess.mean()}
+                    losses = dict(zip(losses, torch.stack([v.detach().reshape(()) for v in losses.values()]).tolist()))
+                    if not all(np.isfinite(v) for v in losses.values()):
+                        stopped = f"non-finite loss at step {global_step} ({', '.join(k for k, v in losses.items() if not np.isfinite(v))})"
+                        break
+                    for k, v in losses.items():
+                        writer.add_scalar(f"losses/{k}", v, global_step)
+                    writer.add_scalar("charts/temperature", temperature, global_step)
+
+            if global_step % 100 == 0:
+                sps = int((global_step + 1 - start_step) / (time.time() - start_time))
+                writer.add_scalar("charts/SPS", sps, global_step)
+                pbar.set_postfix(sps=sps, ret=f"{last_return:.1f}", eval=f"{eval_returns.mean():.1f}" if eval_returns is not None else "-", refresh=False)
+            pbar.update(1)
+
+            if (global_step + 1) % args.eval_every == 0:
+                eval_returns = evaluate(act_eval, args.env_id, args.eval_episodes, args.seed + 10_000, device)
+                last_eval_step = global_step + 1
+                writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step + 1)
+                if args.save_model:
+                    save_checkpoint(ckpt_path, global_step + 1, args, modules)
+        else:
+            global_step = args.total_timesteps
+    except KeyboardInterrupt:
+        stopped = f"interrupted at step {global_step}"
+    pbar.close()
+
+    # the end of a run: a final evaluation, checkpoint and summary (also after Ctrl-C, never after NaN)
+    if stopped is None or stopped.startswith("interrupted"):
+        if last_eval_step != global_step:
+            eval_returns = evaluate(act_eval, args.env_id, args.eval_episodes, args.seed + 10_000, device)
+            writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step)
+        if args.save_model:
+            if save_checkpoint(ckpt_path, global_step, args, modules):
+                print(f"model saved to {ckpt_path}")
+    wall_time = time.time() - start_time
+    summary = {"algo": ALGO, "env_id": args.env_id, "seed": args.seed, "global_step": global_step,
+               "eval_return_mean": float(eval_returns.mean()) if eval_returns is not None else None,
+               "eval_return_std": float(eval_returns.std()) if eval_returns is not None else None,
+               "sps": (global_step - start_step) / wall_time, "wall_time_s": wall_time,
+               "stopped": stopped, "args": asdict(args)}
+    with open(os.path.join(run_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    print(f"{ALGO} {args.env_id} step {global_step}: eval return {summary['eval_return_mean']} +- {summary['eval_return_std']} ({run_dir})")
+    envs.close()
+    writer.close()
+    if stopped is not None and not stopped.startswith("interrupted"):
+        fail(f"{stopped}; the last good checkpoint is kept" if args.save_model else stopped)
