@@ -154,15 +154,17 @@ class ReplayBuffer:
         self.terminations = torch.zeros(size, device=device)
         self.max_size, self.ptr, self.size, self.device = size, 0, 0, device
 
-    def add(self, obs, next_obs, action, reward, terminated):
-        i = self.ptr
-        self.obs[i] = torch.as_tensor(obs, device=self.device)
-        self.next_obs[i] = torch.as_tensor(next_obs, device=self.device)
-        self.actions[i] = torch.as_tensor(action, device=self.device)
-        self.rewards[i] = float(reward)
-        self.terminations[i] = float(terminated)
-        self.ptr = (self.ptr + 1) % self.max_size
-        self.size = min(self.size + 1, self.max_size)
+    def add(self, obs, next_obs, actions, rewards, terminations, keep):
+        """Adds one vector-env step (arrays with a leading num_envs axis), only the rows where `keep`."""
+        for i in np.flatnonzero(keep):
+            j = self.ptr
+            self.obs[j] = torch.as_tensor(obs[i], device=self.device)
+            self.next_obs[j] = torch.as_tensor(next_obs[i], device=self.device)
+            self.actions[j] = torch.as_tensor(actions[i], device=self.device)
+            self.rewards[j] = float(rewards[i])
+            self.terminations[j] = float(terminations[i])
+            self.ptr = (self.ptr + 1) % self.max_size
+            self.size = min(self.size + 1, self.max_size)
 
     def sample(self, batch_size: int):
         idx = torch.randint(0, self.size, (batch_size,), device=self.device)
@@ -330,11 +332,15 @@ def evaluate(act_fn, env_id: str, episodes: int, seed: int, device: torch.device
 
 # ---------------------------------------------------------------------------------------------
 # Checkpoint: everything needed to resume, readable with torch.load(path, weights_only=True).
+def all_finite(modules: dict) -> bool:
+    return all(bool(torch.isfinite(p).all()) for m in modules.values() if isinstance(m, nn.Module) for p in m.parameters())
+
+
 def save_checkpoint(path: str, step: int, args: Args, modules: dict) -> bool:
+    if not all_finite(modules):
+        return False  # diverged: keep the last good checkpoint rather than overwrite it with NaNs
     state = {"algo": ALGO, "env_id": args.env_id, "step": step, "args": asdict(args)}
     state.update({name: m.state_dict() if hasattr(m, "state_dict") else m for name, m in modules.items()})
-    if not all(torch.isfinite(p).all() for m in modules.values() if isinstance(m, nn.Module) for p in m.parameters()):
-        return False  # diverged: keep the last good checkpoint rather than overwrite it with NaNs
     tmp = path + ".tmp"
     torch.save(state, tmp)
     os.replace(tmp, path)  # atomic: a crash while writing never destroys the last good checkpoint
@@ -427,6 +433,7 @@ if __name__ == "__main__":
     ckpt_path = os.path.join(run_dir, f"{args.exp_name}.pt")
     start_time = time.time()
     last_return, eval_returns, last_eval_step, stopped = float("nan"), None, -1, None
+    first_update_step, first_update_time = None, None  # for the SPS of the training phase alone
 
     # TRY NOT TO MODIFY: start the game
     obs, _ = envs.reset(seed=args.seed)
@@ -453,15 +460,15 @@ if __name__ == "__main__":
             # NEXT_STEP autoreset: the step after an episode ends ignores the action and only returns the
             # reset observation (reward 0); that pseudo-transition must never enter the buffer.
             # Truncation is not termination: terminations alone cut the bootstrap.
-            for i in range(envs.num_envs):
-                if not autoreset[i]:
-                    rb.add(obs[i], next_obs[i], actions[i], rewards[i], terminations[i])
+            rb.add(obs, next_obs, actions, rewards, terminations, keep=~autoreset)
             autoreset = np.logical_or(terminations, truncations)
             obs = next_obs
 
             # ALGO LOGIC: training.
             # `rb.size` rather than the step: a resumed run refills its buffer with policy actions first.
             if rb.size >= max(args.learning_starts, args.batch_size):
+                if first_update_step is None:
+                    first_update_step, first_update_time = global_step, time.time()
                 b_obs, b_actions, b_next_obs, b_rewards, b_terminations = rb.sample(args.batch_size)
                 temperature = temperature_at(global_step - args.learning_starts, args)
                 with torch.no_grad():
@@ -509,7 +516,8 @@ if __name__ == "__main__":
                               "score_loss": score_loss, "score_target_ess": ess.mean()}
                     losses = dict(zip(losses, torch.stack([v.detach().reshape(()) for v in losses.values()]).tolist()))
                     if not all(np.isfinite(v) for v in losses.values()):
-                        stopped = f"non-finite loss at step {global_step} ({', '.join(k for k, v in losses.items() if not np.isfinite(v))})"
+                        bad = ", ".join(k for k, v in losses.items() if not np.isfinite(v))
+                        stopped = f"non-finite loss at step {global_step} ({bad}; losses are checked every 100 steps)"
                         break
                     for k, v in losses.items():
                         writer.add_scalar(f"losses/{k}", v, global_step)
@@ -522,6 +530,9 @@ if __name__ == "__main__":
             pbar.update(1)
 
             if (global_step + 1) % args.eval_every == 0:
+                if not all_finite(modules):
+                    stopped = f"non-finite network weights at step {global_step + 1}"
+                    break
                 eval_returns = evaluate(act_eval, args.env_id, args.eval_episodes, args.seed + 10_000, device)
                 last_eval_step = global_step + 1
                 writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step + 1)
@@ -532,6 +543,7 @@ if __name__ == "__main__":
     except KeyboardInterrupt:
         stopped = f"interrupted at step {global_step}"
     pbar.close()
+    loop_end_time = time.time()
 
     # the end of a run: a final evaluation, checkpoint and summary (also after Ctrl-C, never after NaN)
     if stopped is None or stopped.startswith("interrupted"):
@@ -542,10 +554,11 @@ if __name__ == "__main__":
             if save_checkpoint(ckpt_path, global_step, args, modules):
                 print(f"model saved to {ckpt_path}")
     wall_time = time.time() - start_time
+    update_sps = (global_step - first_update_step) / (loop_end_time - first_update_time) if first_update_step is not None else None
     summary = {"algo": ALGO, "env_id": args.env_id, "seed": args.seed, "global_step": global_step,
                "eval_return_mean": float(eval_returns.mean()) if eval_returns is not None else None,
                "eval_return_std": float(eval_returns.std()) if eval_returns is not None else None,
-               "sps": (global_step - start_step) / wall_time, "wall_time_s": wall_time,
+               "sps": (global_step - start_step) / wall_time, "update_sps": update_sps, "wall_time_s": wall_time,
                "stopped": stopped, "args": asdict(args)}
     with open(os.path.join(run_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)

@@ -1,0 +1,124 @@
+"""Speed of DQS's parts at Humanoid-v4 sizes (obs 376, act 17, batch 256), on CPU or CUDA.
+
+    python bench.py                       # CPU, the README's table
+    python bench.py --device cuda         # the same on a GPU
+
+Times, as medians over repeats, with the device synchronised around each call:
+  - the Monte-Carlo score target over K (both critics' forward and action-gradients at B x K actions),
+  - the reverse-SDE sampler over N, for the backup batch (256 states) and for acting (1 state),
+  - one whole DQS update (critic step with its backup, then the score step) at the chosen K and N,
+and, for the score target, the time the same FLOPs take as one plain matrix product on this device,
+so that "how far from the hardware" is a ratio measured in the same run.
+"""
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+import tyro
+
+import dqs
+
+OBS_DIM, ACT_DIM, BATCH = 376, 17, 256
+
+
+@dataclass
+class Args:
+    device: str = "cpu"
+    """torch device to time on"""
+    ks: tuple[int, ...] = (64, 256, 1000, 4096)
+    """numbers of Monte-Carlo samples K to time"""
+    ns: tuple[int, ...] = (10, 20, 50, 100)
+    """numbers of diffusion steps N to time"""
+    update_k: int = 1000
+    """K of the whole-update rows"""
+    repeats: int = 7
+    """timed repeats per row (the median is reported)"""
+    threads: int = 0
+    """torch CPU threads (0: torch's default)"""
+
+
+def timeit(fn, device, repeats):
+    fn()  # warm-up: allocator, kernels, caches
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def score_target_flops(k):
+    """Multiply-adds of the estimator: per critic, per perturbed action, the action columns of layer 1
+    (17 x 256) and layer 2 (256 x 256) and the head, forward and the input-gradient backward (x2)."""
+    macs = ACT_DIM * 256 + 256 * 256 + 256
+    return 2 * 2 * 2 * BATCH * k * macs  # 2 FLOPs per MAC, forward + backward, two critics
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    qf1, qf2 = dqs.SoftQNetwork(OBS_DIM, ACT_DIM).to(device), dqs.SoftQNetwork(OBS_DIM, ACT_DIM).to(device)
+    score_net = dqs.ScoreNetwork(OBS_DIM, ACT_DIM).to(device)
+    obs = torch.randn(BATCH, OBS_DIM, device=device)
+    actions = torch.rand(BATCH, ACT_DIM, device=device) * 2 - 1
+    t = torch.rand(BATCH, device=device)
+    T = 0.05
+
+    def q_min(o, a):
+        return torch.min(qf1(o, a), qf2(o, a))
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"# bench.py on {name}, torch {torch.__version__}\n")
+    print("| K | score target (s) | same FLOPs as one matmul (s) | ratio |")
+    print("|---|---|---|---|")
+    for k in args.ks:
+        sec = timeit(lambda: dqs.mc_score_target(q_min, obs, actions, t, T, k), device, args.repeats)
+        # one (m x 256) @ (256 x n) product with the same FLOP count
+        m = int(score_target_flops(k) / (2 * 256 * 256))
+        a_mat, b_mat = torch.randn(m, 256, device=device), torch.randn(256, 256, device=device)
+        mm = timeit(lambda: a_mat @ b_mat, device, args.repeats)
+        print(f"| {k} | {sec:.4f} | {mm:.4f} | {mm / sec:.2f} |", flush=True)
+
+    print("\n| N | sampler, 256 states (s) | sampler, 1 state (s) |")
+    print("|---|---|---|")
+    for n in args.ns:
+        big = timeit(lambda: dqs.sample_actions(score_net, obs, T, n), device, args.repeats)
+        one = timeit(lambda: dqs.sample_actions(score_net, obs[:1], T, n), device, args.repeats)
+        print(f"| {n} | {big:.4f} | {one:.4f} |", flush=True)
+
+    q_opt = torch.optim.Adam(list(qf1.parameters()) + list(qf2.parameters()), lr=1e-3)
+    s_opt = torch.optim.Adam(score_net.parameters(), lr=3e-4)
+    rewards, terminations = torch.randn(BATCH, device=device), torch.zeros(BATCH, device=device)
+
+    def update(n):
+        # the same work as one step of dqs.py's loop: critic step with fresh samples at s', then score step
+        with torch.no_grad():
+            next_a = torch.tanh(dqs.sample_actions(score_net, obs, T, n))
+            y = rewards + 0.99 * (1 - terminations) * q_min(obs, next_a)
+        q_loss = F.mse_loss(qf1(obs, actions), y) + F.mse_loss(qf2(obs, actions), y)
+        q_opt.zero_grad()
+        q_loss.backward()
+        q_opt.step()
+        h_t = dqs.noise_variance(t)
+        a_t = actions + h_t.sqrt().unsqueeze(-1) * torch.randn_like(actions)
+        target = dqs.mc_score_target(q_min, obs, a_t, t, T, args.update_k)
+        loss = ((h_t + 1e-3) * (score_net(obs, a_t, t, T) - target).pow(2).mean(-1)).mean()
+        s_opt.zero_grad()
+        loss.backward()
+        s_opt.step()
+
+    print(f"\n| N | one DQS update, K = {args.update_k} (s) | acting, 1 state (s) | updates/s |")
+    print("|---|---|---|---|")
+    for n in args.ns:
+        sec = timeit(lambda: update(n), device, args.repeats)
+        act = timeit(lambda: dqs.sample_actions(score_net, obs[:1], T, n), device, args.repeats)
+        print(f"| {n} | {sec:.4f} | {act:.4f} | {1 / (sec + act):.1f} |", flush=True)
