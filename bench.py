@@ -2,6 +2,7 @@
 
     python bench.py                       # CPU, the README's table
     python bench.py --device cuda         # the same on a GPU
+    python bench.py --fidelity            # sampler fidelity on a 1-D mixture with its exact score
 
 Times, as medians over repeats, with the device synchronised around each call:
   - the Monte-Carlo score target over K (both critics' forward and action-gradients at B x K actions),
@@ -10,6 +11,7 @@ Times, as medians over repeats, with the device synchronised around each call:
 and, for the score target, the time the same FLOPs take as one plain matrix product on this device,
 so that "how far from the hardware" is a ratio measured in the same run.
 """
+import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -32,11 +34,36 @@ class Args:
     ns: tuple[int, ...] = (10, 20, 50, 100)
     """numbers of diffusion steps N to time"""
     update_k: int = 1000
-    """K of the whole-update rows"""
+    """K of the whole-update rows over N"""
+    update_n: int = 50
+    """N of the whole-update rows over K"""
     repeats: int = 7
     """timed repeats per row (the median is reported)"""
     threads: int = 0
     """torch CPU threads (0: torch's default)"""
+    fidelity: bool = False
+    """instead of speed: sample a 1-D 0.7/0.3 two-mode mixture with its exact noised score, over N and sigma_max"""
+    fidelity_samples: int = 20_000
+    """samples per row of the fidelity table"""
+
+
+def fidelity_table(args):
+    """Mode mass, mean and variance of the sampler driven by the *exact* score of a noised mixture
+    0.7 N(-0.5, 0.1^2) + 0.3 N(0.5, 0.1^2): what N and sigma_max cost, free of any learning error."""
+    w, m, s2 = torch.tensor([0.7, 0.3]), torch.tensor([-0.5, 0.5]), torch.tensor([0.01, 0.01])
+    n = args.fidelity_samples
+    print(f"# sampler fidelity, exact score, n = {n} (standard error of the mass {math.sqrt(0.21 / n):.4f})\n")
+    print("| sigma_max | N | mass of the 0.7 mode | mean (exact -0.200) | variance (exact 0.220) |")
+    print("|---|---|---|---|---|")
+    for sigma_max in (1.0, 3.0):
+        def score(obs, x, t, temperature):
+            v = s2 + dqs.noise_variance(t, 1e-5, sigma_max).unsqueeze(-1)
+            resp = torch.softmax(torch.log(w) - 0.5 * (x - m) ** 2 / v - 0.5 * torch.log(v), -1)
+            return (resp * (-(x - m) / v)).sum(-1, keepdim=True)
+
+        for num_steps in (10, 20, 50, 100, 200, 500, 1000):
+            x = dqs.sample_actions(score, torch.zeros(n, 1), 1.0, num_steps, 1e-5, sigma_max, act_dim=1)[:, 0]
+            print(f"| {sigma_max:g} | {num_steps} | {(x < 0).float().mean():.3f} | {x.mean():.3f} | {x.var():.3f} |", flush=True)
 
 
 def timeit(fn, device, repeats):
@@ -66,6 +93,9 @@ if __name__ == "__main__":
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
+    if args.fidelity:
+        fidelity_table(args)
+        raise SystemExit(0)
     qf1, qf2 = dqs.SoftQNetwork(OBS_DIM, ACT_DIM).to(device), dqs.SoftQNetwork(OBS_DIM, ACT_DIM).to(device)
     score_net = dqs.ScoreNetwork(OBS_DIM, ACT_DIM).to(device)
     obs = torch.randn(BATCH, OBS_DIM, device=device)
@@ -99,7 +129,7 @@ if __name__ == "__main__":
     s_opt = torch.optim.Adam(score_net.parameters(), lr=3e-4)
     rewards, terminations = torch.randn(BATCH, device=device), torch.zeros(BATCH, device=device)
 
-    def update(n):
+    def update(k, n):
         # the same work as one step of dqs.py's loop: critic step with fresh samples at s', then score step
         with torch.no_grad():
             next_a = torch.tanh(dqs.sample_actions(score_net, obs, T, n))
@@ -110,15 +140,16 @@ if __name__ == "__main__":
         q_opt.step()
         h_t = dqs.noise_variance(t)
         a_t = actions + h_t.sqrt().unsqueeze(-1) * torch.randn_like(actions)
-        target = dqs.mc_score_target(q_min, obs, a_t, t, T, args.update_k)
+        target = dqs.mc_score_target(q_min, obs, a_t, t, T, k)
         loss = ((h_t + 1e-3) * (score_net(obs, a_t, t, T) - target).pow(2).mean(-1)).mean()
         s_opt.zero_grad()
         loss.backward()
         s_opt.step()
 
-    print(f"\n| N | one DQS update, K = {args.update_k} (s) | acting, 1 state (s) | updates/s |")
-    print("|---|---|---|---|")
-    for n in args.ns:
-        sec = timeit(lambda: update(n), device, args.repeats)
+    print("\n| K | N | one DQS update (s) | acting, 1 state (s) | env steps/s (update + act) |")
+    print("|---|---|---|---|---|")
+    rows = [(k, args.update_n) for k in args.ks] + [(args.update_k, n) for n in args.ns if n != args.update_n]
+    for k, n in rows:
+        sec = timeit(lambda: update(k, n), device, args.repeats)
         act = timeit(lambda: dqs.sample_actions(score_net, obs[:1], T, n), device, args.repeats)
-        print(f"| {n} | {sec:.4f} | {act:.4f} | {1 / (sec + act):.1f} |", flush=True)
+        print(f"| {k} | {n} | {sec:.4f} | {act:.4f} | {1 / (sec + act):.1f} |", flush=True)
