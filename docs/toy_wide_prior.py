@@ -1,0 +1,44 @@
+"""The toy bandit's sampler driven by the Monte-Carlo score target of the *true* reward (no network),
+over K, N and sigma_max: what DQS would sample if its score network fitted its target exactly.
+
+    python docs/toy_wide_prior.py
+
+Prints TV to the exact policy, the fraction of non-finite and of saturated (|a| > 0.999) executed
+actions, and the mass per mode, n = 1000 samples per row."""
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import dqs  # noqa: E402
+import toy_bandit  # noqa: E402
+
+torch.set_num_threads(2)
+args = toy_bandit.Args()
+reward_fn, centers = toy_bandit.make_reward(args.reward)
+exact = toy_bandit.exact_policy(reward_fn, args.temperature)
+
+
+def score_of_true_reward(num_samples, sigma_max):
+    def score(obs, x, t, temperature):
+        return dqs.mc_score_target(lambda o, a: reward_fn(a).to(a.dtype), obs, x, t, temperature, num_samples,
+                                   args.sigma_min, sigma_max)
+    return score
+
+
+print(f"exact mode masses {[round(m, 3) for m in toy_bandit.distances(exact[0], exact, centers, exact[1])['mode_mass']]}")
+for sigma_max in (1.0, 3.0):
+    for k in (256, 1000):
+        for n_steps in (50, 100, 200):
+            start = time.time()
+            torch.manual_seed(0)
+            x = dqs.sample_actions(score_of_true_reward(k, sigma_max), torch.zeros(1000, 1), args.temperature, n_steps,
+                                   args.sigma_min, sigma_max, act_dim=2)
+            a = torch.tanh(x)
+            d = toy_bandit.distances(a, exact, centers)
+            saturated = (a.abs() > 0.999).any(1).float().mean().item()
+            print(f"sigma_max {sigma_max:g}  K {k:4d}  N {n_steps:3d}  TV {d['tv']:.3f}  non-finite {d['non_finite']:.3f}  "
+                  f"saturated {saturated:.3f}  masses {[round(m, 3) for m in d['mode_mass']]}  ({time.time() - start:.0f} s)",
+                  flush=True)
