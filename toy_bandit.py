@@ -163,7 +163,7 @@ def distances(actions, exact, centers, weights=None) -> dict:
     grid, p = exact
     exact_mass = mode_masses(grid, centers, p)
     mass = mode_masses(actions, centers, weights)
-    missing = 1.0 - bin_masses(actions, weights).sum().item()  # non-finite samples' mass
+    missing = max(0.0, 1.0 - bin_masses(actions, weights).sum().item())  # non-finite samples' mass
     tv = 0.5 * ((bin_masses(actions, weights) - bin_masses(grid, p)).abs().sum().item() + missing)
     return {"tv": tv, "non_finite": missing, "mode_mass": mass.tolist(), "exact_mode_mass": exact_mass.tolist(),
             "max_mode_mass_error": (mass - exact_mass).abs().max().item()}
