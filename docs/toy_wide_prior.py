@@ -12,31 +12,18 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import dqs  # noqa: E402
 import toy_bandit  # noqa: E402
 
 torch.set_num_threads(2)
 args = toy_bandit.Args()
 reward_fn, centers = toy_bandit.make_reward(args.reward)
 exact = toy_bandit.exact_policy(reward_fn, args.temperature)
-
-
-def score_of_true_reward(num_samples, sigma_max):
-    def score(obs, x, t, temperature):
-        return dqs.mc_score_target(lambda o, a: reward_fn(a).to(a.dtype), obs, x, t, temperature, num_samples,
-                                   args.sigma_min, sigma_max)
-    return score
-
-
 print(f"exact mode masses {[round(m, 3) for m in toy_bandit.distances(exact[0], exact, centers, exact[1])['mode_mass']]}")
 for sigma_max in (1.0, 3.0):
     for k in (256, 1000):
         for n_steps in (50, 100, 200):
             start = time.time()
-            torch.manual_seed(0)
-            x = dqs.sample_actions(score_of_true_reward(k, sigma_max), torch.zeros(1000, 1), args.temperature, n_steps,
-                                   args.sigma_min, sigma_max, act_dim=2)
-            a = torch.tanh(x)
+            a = toy_bandit.estimator_driven_actions(reward_fn, 1000, k, n_steps, args.temperature, args.sigma_min, sigma_max)
             d = toy_bandit.distances(a, exact, centers)
             saturated = (a.abs() > 0.999).any(1).float().mean().item()
             print(f"sigma_max {sigma_max:g}  K {k:4d}  N {n_steps:3d}  TV {d['tv']:.3f}  non-finite {d['non_finite']:.3f}  "
