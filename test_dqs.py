@@ -235,6 +235,24 @@ def test_smoke_train_eval_save_resume(script, tmp_path):
     assert torch.load(ckpt_path, weights_only=True)["step"] == 450
 
 
+@pytest.mark.skipif(subprocess.run(["which", "patch"], capture_output=True).returncode != 0, reason="no `patch` tool")
+def test_oracle_shadow_diagnostic_patch_applies_and_reports(tmp_path):
+    # docs/oracle_shadow.patch is the README's diagnosis of DQS on InvertedPendulum; it must keep applying
+    # to dqs.py, and the patched script must report the shadow score network's fidelity
+    patched = tmp_path / "dqs_oracle_shadow.py"
+    out = subprocess.run(["patch", "-s", "-o", str(patched), os.path.join(HERE, "dqs.py"),
+                          os.path.join(HERE, "docs", "oracle_shadow.patch")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    out = subprocess.run([sys.executable, str(patched), *COMMON, *TINY["dqs.py"], "--total-timesteps", "200",
+                          "--oracle", "--shadow", "--shadow-every", "25"], cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-2000:]
+    reports = [line for line in out.stdout.splitlines() + out.stderr.splitlines() if line.startswith("shadow step")]
+    assert len(reports) >= 2, reports  # updates start once the buffer holds 100 transitions, before step 150
+    for line in reports:
+        w1 = float(line.split("w1 ")[1].split()[0])
+        assert 0.0 <= w1 <= 2.0, line  # a Wasserstein-1 distance between two laws on [-1, 1]
+
+
 def test_dqs_exact_bounds_and_annealing_run(tmp_path):
     out = run_script("dqs.py", *COMMON, *TINY["dqs.py"], "--total-timesteps", "200", "--exact-bounds",
                      "--temperature-final", "0.01", "--temperature-anneal-steps", "50", cwd=tmp_path)
