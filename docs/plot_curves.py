@@ -1,6 +1,6 @@
 """Learning curves for the README from TensorBoard runs or from JSON dumps of them.
 
-    python docs/plot_curves.py OUT.png RUNS_DIR_OR_JSON [...]
+    python docs/plot_curves.py OUT.png RUNS_DIR_OR_JSON [...] [--tag shadow/w1 --tag shadow/saturated]
 
 A JSON dump maps run names to {"eval/episodic_return": [[step, value], ...], ...} (gpu_scripts/collect.py)."""
 import glob
@@ -28,22 +28,30 @@ def load(source):
     return runs
 
 
+args, tags = sys.argv[2:], []
+while "--tag" in args:  # each --tag TAG is a panel of that scalar (the default: eval return, one panel per env)
+    i = args.index("--tag")
+    tags.append(args[i + 1])
+    del args[i : i + 2]
 runs = {}
-for source in sys.argv[2:]:
+for source in args:
     runs.update(load(source))
-by_env = defaultdict(dict)
+panels = defaultdict(dict)  # title -> {exp: [(step, value), ...]}
 for name, curves in runs.items():
+    if "__" not in name:
+        continue  # not a run folder (e.g. runs/logs)
     env, exp = name.split("__")[:2]
-    if curves.get("eval/episodic_return"):
-        by_env[env][exp] = curves
-fig, axes = plt.subplots(1, len(by_env), figsize=(5 * len(by_env), 3.6), squeeze=False)
-for ax, (env, exps) in zip(axes[0], sorted(by_env.items())):
-    for exp, curves in sorted(exps.items()):
-        steps, values = zip(*curves["eval/episodic_return"])
+    for tag in tags or ["eval/episodic_return"]:
+        if curves.get(tag):
+            panels[f"{env} {tag}" if tags else env][exp] = curves[tag]
+fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+for ax, (title, exps) in zip(axes[0], sorted(panels.items())):
+    for exp, points in sorted(exps.items()):
+        steps, values = zip(*points)
         ax.plot(steps, values, marker="o", ms=3, label=exp)
-    ax.set_title(env)
+    ax.set_title(title, fontsize=10)
     ax.set_xlabel("env steps")
-    ax.set_ylabel("eval return")
+    ax.set_ylabel(title.split(" ", 1)[1] if tags else "eval return")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
 fig.tight_layout()

@@ -6,7 +6,8 @@ for d in sorted(glob.glob(os.path.join(sys.argv[1], "runs", "*"))):
     ea = EventAccumulator(d, size_guidance={"scalars": 0}).Reload()
     tags = ea.Tags()["scalars"]
     out[os.path.basename(d)] = {t: [(e.step, e.value) for e in ea.Scalars(t)] for t in tags
-                                if t in ("eval/episodic_return", "charts/episodic_return", "charts/SPS", "losses/score_target_ess", "losses/qf1_values")}
+                                if t in ("eval/episodic_return", "charts/episodic_return", "charts/SPS", "losses/score_target_ess", "losses/qf1_values")
+                                or t.startswith("shadow/")}
     s = os.path.join(d, "summary.json")
     if os.path.exists(s):
         out[os.path.basename(d)]["summary"] = json.load(open(s))
