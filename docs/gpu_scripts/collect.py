@@ -1,8 +1,11 @@
-# dump the eval and training-return curves of every run under the given folder to one JSON file
+# dump the eval and training-return curves of every run under ROOT/runs to one JSON file:
+#   python docs/gpu_scripts/collect.py ROOT OUT.json [NAME_PART]   (only runs whose name contains NAME_PART)
 import glob, json, os, sys
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 out = {}
 for d in sorted(glob.glob(os.path.join(sys.argv[1], "runs", "*"))):
+    if len(sys.argv) > 3 and sys.argv[3] not in os.path.basename(d):
+        continue
     ea = EventAccumulator(d, size_guidance={"scalars": 0}).Reload()
     tags = ea.Tags()["scalars"]
     out[os.path.basename(d)] = {t: [(e.step, e.value) for e in ea.Scalars(t)] for t in tags
