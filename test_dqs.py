@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import dqs
 import sac_baseline
@@ -58,6 +59,28 @@ def test_score_network_shapes_and_temperature_input():
     # T is an input: per-row temperatures agree with a scalar one, and a different T changes the output
     torch.testing.assert_close(net(obs, x, t, torch.full((8,), 0.05)), net(obs, x, t, 0.05))
     assert not torch.allclose(net(obs, x, t, 0.05), net(obs, x, t, 0.5))
+
+
+def test_score_network_block_first_layer_is_the_concatenation():
+    """The first layer is applied block by block (state and T once per sampler call, a shared t once per
+    step); it must be the SPEC's network on concat[s, a_t, emb(t), emb(T)], whatever path is taken."""
+    torch.manual_seed(0)
+    net = dqs.ScoreNetwork(6, 2).double()
+    obs, x, t, T = torch.randn(8, 6).double(), torch.randn(8, 2).double(), torch.rand(8).double(), torch.rand(8).double()
+
+    def concat_net(t, T):
+        emb = torch.cat([dqs.sinusoidal_embedding(t.expand(8)), dqs.sinusoidal_embedding(T.expand(8))], -1)
+        h = F.gelu(net.fc_in(torch.cat([obs, x, emb], -1)))
+        h = h + F.gelu(net.res1(h))
+        h = h + F.gelu(net.res2(h))
+        return net.fc_out(h)
+
+    torch.testing.assert_close(net(obs, x, t, T), concat_net(t, T))
+    shared_t, scalar_T = torch.full((1,), 0.3, dtype=torch.float64), torch.tensor(0.05, dtype=torch.float64)
+    expected = concat_net(shared_t, scalar_T)
+    torch.testing.assert_close(net(obs, x, shared_t.expand(8), 0.05), expected)  # the sampler's call
+    torch.testing.assert_close(net(obs, x, shared_t.expand(8), 0.05, context=net.context(obs, 0.05)), expected)
+    torch.testing.assert_close(net(obs, x, torch.full((8,), 0.3, dtype=torch.float64), 0.05), expected)
 
 
 def test_log_det_tanh_jacobian():
@@ -107,10 +130,12 @@ def test_mc_score_target_at_t0_is_the_critic_gradient_chunked_or_not():
     obs, a_t, t, T = torch.randn(16, 3).double(), torch.randn(16, 2).double(), torch.zeros(16).double(), 0.1
     a = a_t.clone().requires_grad_(True)
     (exact,) = torch.autograd.grad(q(obs, a).sum(), a)
-    full, ess = dqs.mc_score_target(q, obs, a_t, t, T, 64, return_ess=True)
+    full, ess = dqs.mc_score_target(q, obs, a_t, t, T, 64, chunk_size=64, return_ess=True)
     chunked = dqs.mc_score_target(q, obs, a_t, t, T, 64, chunk_size=10)
+    default = dqs.mc_score_target(q, obs, a_t, t, T, 64)  # on the CPU: chunks of CPU_CHUNK_ROWS // 16 samples
     torch.testing.assert_close(full, exact / T)
     torch.testing.assert_close(chunked, exact / T)
+    torch.testing.assert_close(default, exact / T)
     torch.testing.assert_close(ess, torch.full_like(ess, 64.0))  # equal weights
     assert all(p.grad is None for p in q.parameters())  # action-gradients only, no parameter gradients
 
