@@ -138,6 +138,14 @@ def test_mc_score_target_at_t0_is_the_critic_gradient_chunked_or_not():
     torch.testing.assert_close(default, exact / T)
     torch.testing.assert_close(ess, torch.full_like(ess, 64.0))  # equal weights
     assert all(p.grad is None for p in q.parameters())  # action-gradients only, no parameter gradients
+    # at t > 0 the chunk size changes neither the draws nor the estimate
+    t = torch.full((16,), 0.7).double()
+    estimates = []
+    for chunk_size in (None, 7, 64):
+        torch.manual_seed(1)
+        estimates.append(dqs.mc_score_target(q, obs, a_t, t, T, 64, chunk_size=chunk_size))
+    torch.testing.assert_close(estimates[0], estimates[2])
+    torch.testing.assert_close(estimates[1], estimates[2])
 
 
 # ---------------------------------------------------------------------------------------------
