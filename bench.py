@@ -3,10 +3,13 @@
     python bench.py                       # CPU, the README's table
     python bench.py --device cuda         # the same on a GPU
     python bench.py --fidelity            # sampler fidelity on a 1-D mixture with its exact score
+    python bench.py --compile             # eager against torch.compile'd networks
 
 Times, as medians over repeats, with the device synchronised around each call:
   - the Monte-Carlo score target over K (both critics' forward and action-gradients at B x K actions),
-  - the reverse-SDE sampler over N, for the backup batch (256 states) and for acting (1 state),
+    in one pass and in dqs.py's CPU chunks,
+  - the reverse-SDE sampler over N, for the backup batch (256 states) and for acting (1 state), and
+    for 256 states without the sampler's reuse of the state and T encoding,
   - one whole DQS update (critic step with its backup, then the score step) at the chosen K and N,
 and, for the score target, the time the same FLOPs take as one plain matrix product on this device,
 so that "how far from the hardware" is a ratio measured in the same run.
@@ -45,6 +48,8 @@ class Args:
     """instead of speed: sample a 1-D 0.7/0.3 two-mode mixture with its exact noised score, over N and sigma_max"""
     fidelity_samples: int = 20_000
     """samples per row of the fidelity table"""
+    compile: bool = False
+    """instead of the tables above: the score network and the critics eager against torch.compile'd, same run"""
 
 
 def fidelity_table(args):
@@ -108,22 +113,49 @@ if __name__ == "__main__":
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"# bench.py on {name}, torch {torch.__version__}\n")
-    print("| K | score target (s) | same FLOPs as one matmul (s) | ratio |")
-    print("|---|---|---|---|")
+    if args.compile:
+        # torch.compile of the networks (not of dqs.py's Python loops): the sampler's N steps and the
+        # estimator's chunks call the compiled forward (and, for the estimator, its compiled backward)
+        print("| part | eager (s) | torch.compile (s) | speed-up | first call, compiling (s) |")
+        print("|---|---|---|---|---|")
+        compiled_score_net = torch.compile(score_net)
+        compiled_q_min = torch.compile(q_min)
+        parts = [(f"sampler, 256 states, N = {args.update_n}", lambda net, q: dqs.sample_actions(net, obs, T, args.update_n)),
+                 (f"sampler, 1 state, N = {args.update_n}", lambda net, q: dqs.sample_actions(net, obs[:1], T, args.update_n))]
+        parts += [(f"score target, K = {k}", lambda net, q, k=k: dqs.mc_score_target(q, obs, actions, t, T, k)) for k in args.ks]
+        for label, part in parts:
+            start = time.perf_counter()
+            part(compiled_score_net, compiled_q_min)
+            first = time.perf_counter() - start
+            eager = timeit(lambda: part(score_net, q_min), device, args.repeats)
+            compiled = timeit(lambda: part(compiled_score_net, compiled_q_min), device, args.repeats)
+            print(f"| {label} | {eager:.4f} | {compiled:.4f} | {eager / compiled:.2f} | {first:.1f} |", flush=True)
+        raise SystemExit(0)
+    # the score target in one pass over all B x K perturbed actions, and in chunks of CPU_CHUNK_ROWS
+    # (dqs.py's default on the CPU); "ratio" is a matmul with the same FLOPs over the chunked time
+    chunk = max(1, dqs.CPU_CHUNK_ROWS // BATCH)
+    print(f"| K | score target, one pass (s) | in chunks of {chunk} samples (s) | speed-up | same FLOPs as one matmul (s) | ratio |")
+    print("|---|---|---|---|---|---|")
     for k in args.ks:
-        sec = timeit(lambda: dqs.mc_score_target(q_min, obs, actions, t, T, k), device, args.repeats)
+        one_pass = timeit(lambda: dqs.mc_score_target(q_min, obs, actions, t, T, k, chunk_size=k), device, args.repeats)
+        chunked = timeit(lambda: dqs.mc_score_target(q_min, obs, actions, t, T, k, chunk_size=chunk), device, args.repeats)
         # one (m x 256) @ (256 x n) product with the same FLOP count
         m = int(score_target_flops(k) / (2 * 256 * 256))
         a_mat, b_mat = torch.randn(m, 256, device=device), torch.randn(256, 256, device=device)
         mm = timeit(lambda: a_mat @ b_mat, device, args.repeats)
-        print(f"| {k} | {sec:.4f} | {mm:.4f} | {mm / sec:.2f} |", flush=True)
+        print(f"| {k} | {one_pass:.4f} | {chunked:.4f} | {one_pass / chunked:.2f} | {mm:.4f} | {mm / chunked:.2f} |", flush=True)
 
-    print("\n| N | sampler, 256 states (s) | sampler, 1 state (s) |")
-    print("|---|---|---|")
+    def score_every_step(o, x, t, temperature):
+        # the same network without the sampler's reuse: state and T encoded, t embedded per row, every step
+        return score_net(o, x, t.contiguous(), temperature)
+
+    print("\n| N | sampler, 256 states, re-encoding every step (s) | sampler, 256 states (s) | speed-up | sampler, 1 state (s) |")
+    print("|---|---|---|---|---|")
     for n in args.ns:
+        naive = timeit(lambda: dqs.sample_actions(score_every_step, obs, T, n, act_dim=ACT_DIM), device, args.repeats)
         big = timeit(lambda: dqs.sample_actions(score_net, obs, T, n), device, args.repeats)
         one = timeit(lambda: dqs.sample_actions(score_net, obs[:1], T, n), device, args.repeats)
-        print(f"| {n} | {big:.4f} | {one:.4f} |", flush=True)
+        print(f"| {n} | {naive:.4f} | {big:.4f} | {naive / big:.2f} | {one:.4f} |", flush=True)
 
     q_opt = torch.optim.Adam(list(qf1.parameters()) + list(qf2.parameters()), lr=1e-3)
     s_opt = torch.optim.Adam(score_net.parameters(), lr=3e-4)
