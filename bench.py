@@ -4,6 +4,7 @@
     python bench.py --device cuda         # the same on a GPU
     python bench.py --fidelity            # sampler fidelity on a 1-D mixture with its exact score
     python bench.py --compile             # eager against torch.compile'd networks
+    python bench.py --memory              # peak memory of the score target, one pass against chunks
 
 Times, as medians over repeats, with the device synchronised around each call:
   - the Monte-Carlo score target over K (both critics' forward and action-gradients at B x K actions),
@@ -15,7 +16,10 @@ and, for the score target, the time the same FLOPs take as one plain matrix prod
 so that "how far from the hardware" is a ratio measured in the same run.
 """
 import math
+import resource
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 
@@ -50,6 +54,10 @@ class Args:
     """samples per row of the fidelity table"""
     compile: bool = False
     """instead of the tables above: the score network and the critics eager against torch.compile'd, same run"""
+    memory: bool = False
+    """instead of the tables above: peak memory of the score target over K, one pass against CPU chunks"""
+    memory_k: int = 0
+    """(internal) measure the score target's peak memory at this K in this process and print one row"""
 
 
 def fidelity_table(args):
@@ -112,7 +120,28 @@ if __name__ == "__main__":
         return torch.min(qf1(o, a), qf2(o, a))
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"# bench.py on {name}, torch {torch.__version__}\n")
+    if not args.memory_k:
+        print(f"# bench.py on {name}, torch {torch.__version__}\n")
+    if args.memory:
+        # one fresh process per K, because the peak resident size only ever grows within a process
+        print("| K | score target, one pass: peak memory (MiB) | in chunks of 8 samples (MiB) | ratio |")
+        print("|---|---|---|---|")
+        for k in args.ks:
+            subprocess.run([sys.executable, __file__, "--threads", str(torch.get_num_threads()), "--memory-k", str(k)], check=True)
+        raise SystemExit(0)
+    if args.memory_k:
+        # peak resident size above what the networks and inputs hold: the chunked call first, since its
+        # peak is the smaller one, then the one pass (ru_maxrss is in KiB on Linux)
+        def peak_mib():
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+        base = peak_mib()
+        dqs.mc_score_target(q_min, obs, actions, t, T, args.memory_k, chunk_size=max(1, dqs.CPU_CHUNK_ROWS // BATCH))
+        chunked = peak_mib() - base
+        dqs.mc_score_target(q_min, obs, actions, t, T, args.memory_k, chunk_size=args.memory_k)
+        one_pass = peak_mib() - base
+        print(f"| {args.memory_k} | {one_pass:.0f} | {chunked:.0f} | {one_pass / max(chunked, 1):.1f} |", flush=True)
+        raise SystemExit(0)
     if args.compile:
         # torch.compile of the networks (not of dqs.py's Python loops): the sampler's N steps and the
         # estimator's chunks call the compiled forward (and, for the estimator, its compiled backward)
