@@ -44,15 +44,17 @@ for name, curves in runs.items():
     for tag in tags or ["eval/episodic_return"]:
         if curves.get(tag):
             panels[f"{env} {tag}" if tags else env][exp] = curves[tag]
-fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 3.8), squeeze=False)
 for ax, (title, exps) in zip(axes[0], sorted(panels.items())):
-    for exp, points in sorted(exps.items()):
+    colors = plt.get_cmap("tab20").colors  # a colour per run (the default cycle repeats after 10)
+    for i, (exp, points) in enumerate(sorted(exps.items())):
         steps, values = zip(*points)
-        ax.plot(steps, values, marker="o", ms=3, label=exp)
+        style = dict(ls="--", lw=2.2) if exp.startswith("sac") else dict(ls="-", lw=1.2)  # SAC stands out
+        ax.plot(steps, values, marker="o", ms=3, color=colors[i % len(colors)], label=exp, **style)
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("env steps")
     ax.set_ylabel(title.split(" ", 1)[1] if tags else "eval return")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.grid(alpha=0.3)
 fig.tight_layout()
 fig.savefig(sys.argv[1], dpi=110)
