@@ -122,9 +122,12 @@ if __name__ == "__main__":
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     if not args.memory_k:
         print(f"# bench.py on {name}, torch {torch.__version__}\n")
+    chunk = max(1, dqs.CPU_CHUNK_ROWS // BATCH)  # dqs.py's default chunk on the CPU, in samples
+    if (args.memory or args.memory_k) and device.type != "cpu":
+        raise SystemExit("error: --memory measures the process's resident memory, so it runs on the CPU only")
     if args.memory:
         # one fresh process per K, because the peak resident size only ever grows within a process
-        print("| K | score target, one pass: peak memory (MiB) | in chunks of 8 samples (MiB) | ratio |")
+        print(f"| K | score target, one pass: peak memory (MiB) | in chunks of {chunk} samples (MiB) | ratio |")
         print("|---|---|---|---|")
         for k in args.ks:
             subprocess.run([sys.executable, __file__, "--threads", str(torch.get_num_threads()), "--memory-k", str(k)], check=True)
@@ -136,7 +139,7 @@ if __name__ == "__main__":
             return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
         base = peak_mib()
-        dqs.mc_score_target(q_min, obs, actions, t, T, args.memory_k, chunk_size=max(1, dqs.CPU_CHUNK_ROWS // BATCH))
+        dqs.mc_score_target(q_min, obs, actions, t, T, args.memory_k, chunk_size=chunk)
         chunked = peak_mib() - base
         dqs.mc_score_target(q_min, obs, actions, t, T, args.memory_k, chunk_size=args.memory_k)
         one_pass = peak_mib() - base
@@ -162,7 +165,6 @@ if __name__ == "__main__":
         raise SystemExit(0)
     # the score target in one pass over all B x K perturbed actions, and in chunks of CPU_CHUNK_ROWS
     # (dqs.py's default on the CPU); "ratio" is a matmul with the same FLOPs over the chunked time
-    chunk = max(1, dqs.CPU_CHUNK_ROWS // BATCH)
     print(f"| K | score target, one pass (s) | in chunks of {chunk} samples (s) | speed-up | same FLOPs as one matmul (s) | ratio |")
     print("|---|---|---|---|---|---|")
     for k in args.ks:
