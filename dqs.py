@@ -19,6 +19,7 @@ import random
 import sys
 import time
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import gymnasium as gym
 import numpy as np
@@ -96,6 +97,8 @@ class Args:
     """largest noise scale of the variance-exploding SDE (h(1) = sigma_max^2 - sigma_min^2)"""
     exact_bounds: bool = False
     """diffuse pre-tanh actions with the tanh log-Jacobian in the energy, so that tanh(x) is exactly Boltzmann on the box (not the paper's default)"""
+    score_target: Literal["grad", "blend"] = "grad"
+    """Monte-Carlo score target: 'grad', the paper's weighted mean of grad Q / T; 'blend', mixed with the same samples' noise form, lower variance at large t (not the paper's; see README)"""
 
 
 def fail(message: str):
@@ -275,6 +278,16 @@ class ScoreNetwork(nn.Module):
 #            = sum_i softmax_i(Q_i / T) grad_a Q_i / T,
 # a self-normalised importance-weighted mean of the critic's action-gradients.
 #
+# The same samples give a second estimate of the same score: differentiating the Gaussian kernel
+# instead of Q, grad log p_t(a_t) = E_w[a_i - a_t] / h(t) = E_w[z_i] / sqrt(h(t)) (the noise form).
+# S_K is precise while the perturbations are small against Q's curvature (small t); at large t, where
+# softmax(Q / T) puts nearly all weight on one sample, its terms are |grad Q| / T, hundreds at T = 0.05,
+# while the noise form's are bounded by |z| / sqrt(h). The opt-in `form="blend"` (not the paper's) takes
+#   alpha S_K + (1 - alpha) E_w[z] / sqrt(h),   alpha = Var_w(z) / Var(z) per action dimension,
+# which is 1 (S_K) when the weights are uniform and 0 when one sample takes all the weight; for a
+# Gaussian policy N(mu, v) and large K it tends to v / (v + h), the mix at which every sample's term
+# equals the exact score, so the estimate has no variance at all.
+#
 # On the CPU the B x K perturbed actions are evaluated in chunks of about CPU_CHUNK_ROWS: the critics'
 # activations then stay in cache instead of streaming B x K x 256 floats through memory, measured 2-3x
 # faster at K = 1000 (README, Speed). The z draws are made before chunking, so the result does not
@@ -283,14 +296,18 @@ CPU_CHUNK_ROWS = 2048
 
 
 def mc_score_target(q_fn, obs, actions, t, temperature, num_samples: int, sigma_min: float = 1e-5,
-                    sigma_max: float = 1.0, *, chunk_size: int | None = None, return_ess: bool = False):
+                    sigma_max: float = 1.0, *, chunk_size: int | None = None, return_ess: bool = False,
+                    form: str = "grad"):
     """S_K for noisy actions `actions` (B, act_dim) at times t (B,) for any differentiable critic
     q_fn(obs, actions) -> Q, called with obs (B, 1, obs_dim) and actions (B, n, act_dim).
 
     Only action-gradients are taken (no parameter gradients); the result is a constant target.
     The K samples are evaluated `chunk_size` at a time, which bounds memory; by default about
     CPU_CHUNK_ROWS perturbed actions per chunk on the CPU and all K at once on other devices. With
-    `return_ess`, also returns the effective sample size 1 / sum_i w_i^2 of the weights, shape (B,)."""
+    `return_ess`, also returns the effective sample size 1 / sum_i w_i^2 of the weights, shape (B,).
+    form="blend" mixes in the noise form of the same samples (see above; not the paper's)."""
+    if form not in ("grad", "blend"):
+        raise ValueError(f"form must be 'grad' or 'blend', got {form!r}")
     batch, act_dim = actions.shape
     if chunk_size is None:
         chunk_size = max(1, CPU_CHUNK_ROWS // batch) if actions.device.type == "cpu" else num_samples
@@ -310,6 +327,13 @@ def mc_score_target(q_fn, obs, actions, t, temperature, num_samples: int, sigma_
         q[:, chunk], grad_q[:, chunk] = q_i.detach(), grad_i
     w = torch.softmax(q / temperature, dim=1)  # (B, K)
     score = (w.unsqueeze(-1) * grad_q).sum(1) / temperature
+    if form == "blend":
+        z_mean = (w.unsqueeze(-1) * z).sum(1)  # E_w[z], (B, act_dim)
+        var_w = (w.unsqueeze(-1) * (z - z_mean.unsqueeze(1)).pow(2)).sum(1)
+        alpha = (var_w / z.var(1, unbiased=False)).clamp(0.0, 1.0)
+        h = h_t.reshape(batch, 1)
+        noise_form = torch.where(h > 0, z_mean / h.sqrt(), 0.0)  # at t = 0 (h = 0) alpha is 1: S_K alone
+        score = alpha * score + (1 - alpha) * noise_form
     if return_ess:
         return score, 1.0 / w.pow(2).sum(1)
     return score
@@ -537,7 +561,8 @@ if __name__ == "__main__":
                 h_t = noise_variance(t, args.sigma_min, args.sigma_max)
                 a_t = a_0 + h_t.sqrt().unsqueeze(-1) * torch.randn_like(a_0)
                 target, ess = mc_score_target(energy_q, b_obs, a_t, t, temperature, args.num_mc_samples, args.sigma_min,
-                                              args.sigma_max, chunk_size=args.mc_chunk_size, return_ess=True)
+                                              args.sigma_max, chunk_size=args.mc_chunk_size, return_ess=True,
+                                              form=args.score_target)
                 lambda_t = h_t + 1e-3
                 score_loss = (lambda_t * (score_net(b_obs, a_t, t, temperature) - target).pow(2).mean(-1)).mean()
                 score_optimizer.zero_grad()
