@@ -310,8 +310,24 @@ def test_oracle_shadow_diagnostic_patch_applies_and_reports(tmp_path):
         assert 0.0 <= w1 <= 2.0, line  # a Wasserstein-1 distance between two laws on [-1, 1]
 
 
-def test_dqs_exact_bounds_and_annealing_run(tmp_path):
-    out = run_script("dqs.py", *COMMON, *TINY["dqs.py"], "--total-timesteps", "200", "--exact-bounds",
+def test_score_lag_diagnostic_runs_on_a_dqs_checkpoint(tmp_path):
+    # docs/score_lag.py is the README's offline measurement of the score target and network; tiny sizes
+    out = run_script("dqs.py", *COMMON, *TINY["dqs.py"], "--total-timesteps", "150", "--save-model", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    ckpt = os.path.join(read_run(tmp_path)[0], "dqs.pt")
+    out = run_script(os.path.join("docs", "score_lag.py"), ckpt, "--states", "40", "--eval-states", "4",
+                     "--samples-per-state", "8", "--train-steps", "10", "--eval-every", "10", "--steps", "5",
+                     "--targets", "exact,grad4,blend4", "--target-error-k", "4", "--threads", "1", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [line for line in out.stdout.splitlines() if "w1 " in line]
+    assert len(rows) == 4, out.stdout  # the exact-score sampler and one row per trained target
+    for line in rows:
+        assert 0.0 <= float(line.split("w1 ")[1].split()[0]) <= 2.0, line
+    assert sum("target error" in line for line in out.stdout.splitlines()) == 3, out.stdout
+
+
+def test_dqs_exact_bounds_blended_target_and_annealing_run(tmp_path):
+    out = run_script("dqs.py", *COMMON, *TINY["dqs.py"], "--total-timesteps", "200", "--exact-bounds", "--score-target", "blend",
                      "--temperature-final", "0.01", "--temperature-anneal-steps", "50", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert read_run(tmp_path)[1]["eval_return_mean"] is not None
