@@ -330,7 +330,8 @@ def mc_score_target(q_fn, obs, actions, t, temperature, num_samples: int, sigma_
     if form == "blend":
         z_mean = (w.unsqueeze(-1) * z).sum(1)  # E_w[z], (B, act_dim)
         var_w = (w.unsqueeze(-1) * (z - z_mean.unsqueeze(1)).pow(2)).sum(1)
-        alpha = (var_w / z.var(1, unbiased=False)).clamp(0.0, 1.0)
+        var = z.var(1, unbiased=False)
+        alpha = torch.where(var > 0, var_w / var, 1.0).clamp(0.0, 1.0)  # K = 1: S_K alone
         h = h_t.reshape(batch, 1)
         noise_form = torch.where(h > 0, z_mean / h.sqrt(), 0.0)  # at t = 0 (h = 0) alpha is 1: S_K alone
         score = alpha * score + (1 - alpha) * noise_form

@@ -170,6 +170,12 @@ def test_mc_score_target_at_t0_is_the_critic_gradient_chunked_or_not():
         estimates.append(dqs.mc_score_target(q, obs, a_t, t, T, 64, chunk_size=chunk_size))
     torch.testing.assert_close(estimates[0], estimates[2])
     torch.testing.assert_close(estimates[1], estimates[2])
+    # with a single sample there is no spread to blend on: the blend is S_K itself
+    single = []
+    for form in ("grad", "blend"):
+        torch.manual_seed(2)
+        single.append(dqs.mc_score_target(q, obs, a_t, t, T, 1, form=form))
+    torch.testing.assert_close(single[0], single[1])
 
 
 # ---------------------------------------------------------------------------------------------
