@@ -5,6 +5,7 @@
     python bench.py --fidelity            # sampler fidelity on a 1-D mixture with its exact score
     python bench.py --compile             # eager against torch.compile'd networks
     python bench.py --memory              # peak memory of the score target, one pass against chunks
+    python bench.py --blend               # the score target's cost, the paper's form against the blend
 
 Times, as medians over repeats, with the device synchronised around each call:
   - the Monte-Carlo score target over K (both critics' forward and action-gradients at B x K actions),
@@ -56,6 +57,8 @@ class Args:
     """instead of the tables above: the score network and the critics eager against torch.compile'd, same run"""
     memory: bool = False
     """instead of the tables above: peak memory of the score target over K, one pass against CPU chunks"""
+    blend: bool = False
+    """instead of the tables above: the score target in the paper's form against --score-target blend, same run"""
     memory_k: int = 0
     """(internal) measure the score target's peak memory at this K in this process and print one row"""
 
@@ -162,6 +165,15 @@ if __name__ == "__main__":
             eager = timeit(lambda: part(score_net, q_min), device, args.repeats)
             compiled = timeit(lambda: part(compiled_score_net, compiled_q_min), device, args.repeats)
             print(f"| {label} | {eager:.4f} | {compiled:.4f} | {eager / compiled:.2f} | {first:.1f} |", flush=True)
+        raise SystemExit(0)
+    if args.blend:
+        # the blend adds elementwise work on the B x K x 17 draws, no critic evaluations
+        print("| K | score target, paper's S_K (s) | --score-target blend (s) | ratio |")
+        print("|---|---|---|---|")
+        for k in args.ks:
+            grad = timeit(lambda: dqs.mc_score_target(q_min, obs, actions, t, T, k), device, args.repeats)
+            blend = timeit(lambda: dqs.mc_score_target(q_min, obs, actions, t, T, k, form="blend"), device, args.repeats)
+            print(f"| {k} | {grad:.4f} | {blend:.4f} | {blend / grad:.3f} |", flush=True)
         raise SystemExit(0)
     # the score target in one pass over all B x K perturbed actions, and in chunks of CPU_CHUNK_ROWS
     # (dqs.py's default on the CPU); "ratio" is a matmul with the same FLOPs over the chunked time
