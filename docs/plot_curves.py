@@ -40,7 +40,9 @@ panels = defaultdict(dict)  # title -> {exp: [(step, value), ...]}
 for name, curves in runs.items():
     if "__" not in name:
         continue  # not a run folder (e.g. runs/logs)
-    env, exp = name.split("__")[:2]
+    env, exp, seed = name.split("__")[:3]
+    if seed != "1":
+        exp = f"{exp} (seed {seed})"
     for tag in tags or ["eval/episodic_return"]:
         if curves.get(tag):
             panels[f"{env} {tag}" if tags else env][exp] = curves[tag]
@@ -49,7 +51,8 @@ for ax, (title, exps) in zip(axes[0], sorted(panels.items())):
     colors = plt.get_cmap("tab20").colors  # a colour per run (the default cycle repeats after 10)
     for i, (exp, points) in enumerate(sorted(exps.items())):
         steps, values = zip(*points)
-        style = dict(ls="--", lw=2.2) if exp.startswith("sac") else dict(ls="-", lw=1.2)  # SAC stands out
+        # SAC stands out, dashed; so do the runs with the blended score target, thick
+        style = dict(ls="--", lw=2.2) if exp.startswith("sac") else dict(ls="-", lw=2.2 if "blend" in exp else 1.0)
         ax.plot(steps, values, marker="o", ms=3, color=colors[i % len(colors)], label=exp, **style)
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("env steps")
