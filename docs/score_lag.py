@@ -101,6 +101,12 @@ def box_policy(qmin, obs, temperature, points=401):
     return a, torch.softmax(q / temperature, 1), q
 
 
+def moments(grid, p):
+    """Mean and standard deviation per state of the policies p (S, points) on the grid."""
+    mean = (p * grid).sum(1)
+    return mean, (p * (grid - mean[:, None]) ** 2).sum(1).sqrt()
+
+
 @torch.no_grad()
 def collect(qmin, env_id, n, temperature, seed):
     """n (obs, action) pairs from rolling out the exact policy; returns obs (n, d), actions (n, 1) and
@@ -206,8 +212,7 @@ def fidelity(score_fn, obs, temperature, num_steps, m, box):
     a = torch.tanh(x).reshape(s, m)
     cdf_sampled = (a.unsqueeze(-1) <= grid).float().mean(1)
     w1 = (p.cumsum(1) - cdf_sampled).abs().mean(1) * 2.0
-    mean_exact = (p * grid).sum(1)
-    std_exact = (p * (grid - mean_exact[:, None]) ** 2).sum(1).sqrt()
+    mean_exact, std_exact = moments(grid, p)
     return (float(w1.mean()), float((a.abs() > 0.99).float().mean()), float((a.mean(1) - mean_exact).abs().mean()),
             float(a.std(1).mean() / std_exact.mean()))
 
@@ -230,8 +235,7 @@ def main():
     obs_all, act_all, returns = collect(qmin, args.env_id, args.states + args.eval_states, T, args.seed)
     if args.single_state:  # the narrowest exact policy among the first 200 states, repeated, with fresh exact actions
         grid, p, _ = box_policy(qmin, obs_all[:200], T)
-        mean = (p * grid).sum(1)
-        j = int((p * (grid - mean[:, None]) ** 2).sum(1).argmin())
+        j = int(moments(grid, p)[1].argmin())
         obs_all = obs_all[j : j + 1].expand(len(obs_all), -1).clone()
         cells = torch.multinomial(p[j], len(obs_all), replacement=True)
         act_all = (grid[cells] + (torch.rand(len(obs_all)) - 0.5) * (grid[1] - grid[0])).clamp(-1, 1).unsqueeze(-1)
@@ -243,11 +247,10 @@ def main():
     obs_net = (obs_all - obs_all[train_idx].mean(0)) / obs_all[train_idx].std(0) if args.obs_norm else obs_all
     grid, p_box, q_box = box_policy(qmin, eval_obs, T)
     box = (grid, p_box)
-    mean = (p_box * grid).sum(1)
     print(f"checkpoint step {ckpt_step}, T {T:g}: {len(obs_all)} oracle steps, episode returns "
           f"{[round(r) for r in returns[:8]]}{' ...' if len(returns) > 8 else ''}; held-out states: Qmin spread over the box "
           f"{float((q_box.max(1).values - q_box.min(1).values).mean()):.1f}, exact policy std "
-          f"{float(((p_box * (grid - mean[:, None]) ** 2).sum(1).sqrt()).mean()):.3f}, saturated "
+          f"{float(moments(grid, p_box)[1].mean()):.3f}, saturated "
           f"{float((p_box * (grid.abs() > 0.99)).sum(1).mean()):.3f} ({time.time() - start:.0f} s)", flush=True)
     with torch.no_grad():  # where the paper's unsquashed target exp(Qmin(x)/T) puts mass outside the box
         edge = torch.tensor([-1.0, 1.0, -1.2, 1.2]).reshape(1, 4, 1)
