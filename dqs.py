@@ -333,8 +333,7 @@ def mc_score_target(q_fn, obs, actions, t, temperature, num_samples: int, sigma_
         var = z.var(1, unbiased=False)
         alpha = torch.where(var > 0, var_w / var, 1.0).clamp(0.0, 1.0)  # K = 1: S_K alone
         h = h_t.reshape(batch, 1)
-        noise_form = torch.where(h > 0, z_mean / h.sqrt(), 0.0)  # at t = 0 (h = 0) alpha is 1: S_K alone
-        score = alpha * score + (1 - alpha) * noise_form
+        score = torch.where(h > 0, alpha * score + (1 - alpha) * z_mean / h.sqrt(), score)  # t = 0: no noise form
     if return_ess:
         return score, 1.0 / w.pow(2).sum(1)
     return score
