@@ -59,6 +59,10 @@ class Args:
     """evaluate the policy every this many env steps (and always at the end)"""
     eval_episodes: int = 10
     """number of episodes per evaluation, on a separate env with its own seed"""
+    compile: bool = False
+    """if toggled, torch.compile the networks (forward and backward passes; optimizers stay eager)"""
+    matmul_precision: Literal["highest", "high", "medium"] = "highest"
+    """torch.set_float32_matmul_precision: 'high' allows TF32 on GPUs, 'medium' also bf16 in CPU matmuls (README, Speed)"""
 
     # Algorithm specific arguments
     env_id: str = "Humanoid-v4"
@@ -453,6 +457,7 @@ if __name__ == "__main__":
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_float32_matmul_precision(args.matmul_precision)
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
 
     # env setup: one env in a vector env, NEXT_STEP autoreset (Gymnasium 1.x default)
@@ -471,6 +476,9 @@ if __name__ == "__main__":
     qf2_target.load_state_dict(qf2.state_dict())
     q_optimizer = torch.optim.Adam(list(qf1.parameters()) + list(qf2.parameters()), lr=args.q_lr)
     score_optimizer = torch.optim.Adam(list(score_net.parameters()), lr=args.score_lr)
+    if args.compile:  # in place: the parameters and the checkpoint's keys stay those of the eager modules
+        for m in (score_net, qf1, qf2, qf1_target, qf2_target):
+            m.compile()
     modules = {"score_net": score_net, "qf1": qf1, "qf2": qf2, "qf1_target": qf1_target, "qf2_target": qf2_target,
                "q_optimizer": q_optimizer, "score_optimizer": score_optimizer}
     temperature = temperature_at(0, args)
@@ -485,13 +493,16 @@ if __name__ == "__main__":
     def energy_q(obs, x):
         """Q/T is the log-density the sampler targets. The estimator differentiates the *online* critics:
         the targets lag by design, and the policy should follow the critic being learned now."""
+        # the critics' eager forward, also under --compile: compiled, this input-gradient pass ran slower
+        # on the CPU (README, Speed)
+        q1, q2 = qf1.forward, qf2.forward
         if not args.exact_bounds:
             # the paper's default: Q is queried at unsquashed noisy actions, also outside [-1, 1]
-            return torch.min(qf1(obs, x), qf2(obs, x))
+            return torch.min(q1(obs, x), q2(obs, x))
         # exact bounds: x is pre-tanh and a = tanh(x) ~ exp(Q(s, a) / T) on the box, which makes
         # log p(x) = Q(s, tanh x) / T + sum_d log(1 - tanh(x_d)^2)
         a = torch.tanh(x)
-        return torch.min(qf1(obs, a), qf2(obs, a)) + temperature * log_det_tanh_jacobian(x)
+        return torch.min(q1(obs, a), q2(obs, a)) + temperature * log_det_tanh_jacobian(x)
 
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
     start_step = load_checkpoint(args.resume, args, modules, device) if args.resume else 0

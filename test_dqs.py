@@ -307,6 +307,23 @@ def test_smoke_train_eval_save_resume(script, tmp_path):
     assert torch.load(ckpt_path, weights_only=True)["step"] == 450
 
 
+@pytest.mark.parametrize("script", ["sac_baseline.py", "dqs.py"])
+def test_speed_switches_run_and_a_compiled_checkpoint_resumes_eager(script, tmp_path):
+    """--compile compiles the modules in place: same parameter names, so its checkpoints are the eager ones."""
+    out = run_script(script, *COMMON, *TINY[script], "--total-timesteps", "200", "--save-model", "--compile",
+                     "--matmul-precision", "medium", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    run_dir, summary = read_run(tmp_path)
+    assert summary["args"]["compile"] and summary["args"]["matmul_precision"] == "medium"
+    assert summary["global_step"] == 200 and summary["stopped"] is None
+    assert np.isfinite(summary["eval_return_mean"])
+    ckpt_path = os.path.join(run_dir, script.replace(".py", ".pt"))
+    # an eager run loads it with load_state_dict's strict key check
+    out = run_script(script, *COMMON, *TINY[script], "--total-timesteps", "250", "--resume", ckpt_path, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert read_run(tmp_path)[1]["global_step"] == 250
+
+
 @pytest.mark.skipif(subprocess.run(["which", "patch"], capture_output=True).returncode != 0, reason="no `patch` tool")
 def test_oracle_shadow_diagnostic_patch_applies_and_reports(tmp_path):
     # docs/oracle_shadow.patch is the README's diagnosis of DQS on InvertedPendulum; it must keep applying
