@@ -6,6 +6,7 @@
     python bench.py --compile             # eager against torch.compile'd networks
     python bench.py --memory              # peak memory of the score target, one pass against chunks
     python bench.py --blend               # the score target's cost, the paper's form against the blend
+    python bench.py --precision --checkpoint runs/.../dqs.pt   # float32 against bfloat16: time, and error
 
 Times, as medians over repeats, with the device synchronised around each call:
   - the Monte-Carlo score target over K (both critics' forward and action-gradients at B x K actions),
@@ -16,6 +17,7 @@ Times, as medians over repeats, with the device synchronised around each call:
 and, for the score target, the time the same FLOPs take as one plain matrix product on this device,
 so that "how far from the hardware" is a ratio measured in the same run.
 """
+import contextlib
 import math
 import resource
 import statistics
@@ -24,6 +26,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import tyro
@@ -59,6 +62,11 @@ class Args:
     """instead of the tables above: peak memory of the score target over K, one pass against CPU chunks"""
     blend: bool = False
     """instead of the tables above: the score target in the paper's form against --score-target blend, same run"""
+    precision: bool = False
+    """instead of the tables above: the score target in float32 against --matmul-precision medium (bf16
+    allowed inside float32 matmuls) and against bf16 autocast, same run; with --checkpoint, also their error"""
+    checkpoint: str | None = None
+    """a dqs.py checkpoint whose trained critics --precision measures the error on, at states of its env"""
     memory_k: int = 0
     """(internal) measure the score target's peak memory at this K in this process and print one row"""
 
@@ -101,6 +109,96 @@ def score_target_flops(k):
     (17 x 256) and layer 2 (256 x 256) and the head, forward and the input-gradient backward (x2)."""
     macs = ACT_DIM * 256 + 256 * 256 + 256
     return 2 * 2 * 2 * BATCH * k * macs  # 2 FLOPs per MAC, forward + backward, two critics
+
+
+@contextlib.contextmanager
+def precision(mode, device):
+    """"highest": float32 throughout; "medium": torch.set_float32_matmul_precision("medium"), what the
+    scripts' --matmul-precision medium sets (float32 tensors; the matmuls may compute in bf16 or TF32
+    inside); "autocast": torch.autocast to bf16 (activations and Q themselves in bf16)."""
+    if mode == "autocast":
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            yield
+        return
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(mode)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+def env_states(env_id, n, seed=0):
+    """n observations of env_id under uniformly random actions (episodes reset as they end)."""
+    import gymnasium as gym
+
+    env, states = gym.make(env_id), []
+    obs, _ = env.reset(seed=seed)
+    env.action_space.seed(seed)
+    while len(states) < n:
+        states.append(obs)
+        obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            obs, _ = env.reset()
+    env.close()
+    return torch.as_tensor(np.array(states), dtype=torch.float32)
+
+
+def precision_table(args, q_min, obs, actions, t, T, device):
+    # "high" (TF32) only changes anything on a GPU
+    modes = ("highest", "high", "medium", "autocast") if device.type == "cuda" else ("highest", "medium", "autocast")
+
+    def target(mode, k, q_fn=q_min, o=obs, a=actions, tt=t, seed=None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        with precision(mode, device):
+            return dqs.mc_score_target(q_fn, o, a, tt, T, k)
+
+    # what each mode does to one plain product (float32 rounds at about 6e-8, bf16 at about 4e-3)
+    a_mat, b_mat = torch.randn(2048, 256, device=device), torch.randn(256, 256, device=device)
+    exact = a_mat.double() @ b_mat.double()
+    print("| mode | relative error of one 2048 x 256 x 256 product, against float64 (max over entries / max entry) |")
+    print("|---|---|")
+    for mode in modes:
+        with precision(mode, device):
+            error = (a_mat @ b_mat).double() - exact
+        print(f"| {mode} | {error.abs().max() / exact.abs().max():.2e} |")
+    print()
+    print("| K | score target, float32 (s) | " + " | ".join(f"{m} (s) | speed-up" for m in modes[1:]) + " |")
+    print("|---|---|" + "---|---|" * (len(modes) - 1))
+    for k in args.ks:
+        times = [timeit(lambda: target(mode, k), device, args.repeats) for mode in modes]
+        print(f"| {k} | {times[0]:.4f} | " + " | ".join(f"{s:.4f} | {times[0] / s:.2f}" for s in times[1:]) + " |", flush=True)
+    if args.checkpoint is None:
+        return
+    # error on trained critics: the same z draws at each precision against float32, set beside the float32
+    # estimator's own spread (the RMS difference of two independent draws, over sqrt(2))
+    state = torch.load(args.checkpoint, map_location=device, weights_only=True)
+    o = env_states(state["env_id"], BATCH).to(device)
+    qfs = []
+    for name in ("qf1", "qf2"):
+        qf = dqs.SoftQNetwork(o.shape[1], state[name]["fc1.weight"].shape[1] - o.shape[1]).to(device)
+        qf.load_state_dict(state[name])
+        qfs.append(qf.requires_grad_(False))
+    act_dim = qfs[0].fc1.weight.shape[1] - o.shape[1]
+
+    def q_fn(ob, ac):
+        return torch.min(qfs[0](ob, ac), qfs[1](ob, ac))
+
+    print(f"\nerror on the critics of {args.checkpoint} (step {state['step']}), {BATCH} states of {state['env_id']}, "
+          f"T = {T}, actions uniform in the box plus the noise at t, the same z draws; ratio = RMS error / the float32 estimator's own spread\n")
+    print("| K | t | float32 estimator's spread (RMS) | " + " | ".join(f"{m}: RMS error | ratio" for m in modes[1:]) + " |")
+    print("|---|---|---|" + "---|---|" * (len(modes) - 1))
+    g = torch.Generator(device="cpu").manual_seed(1)
+    for k in args.ks:
+        for t_value in (0.1, 0.5, 0.9):
+            tt = torch.full((BATCH,), t_value, device=device)
+            h = dqs.noise_variance(tt).unsqueeze(-1)
+            a = (torch.rand(BATCH, act_dim, generator=g) * 2 - 1).to(device) + h.sqrt() * torch.randn(BATCH, act_dim, generator=g).to(device)
+            ref = target("highest", k, q_fn, o, a, tt, seed=2)
+            spread = (ref - target("highest", k, q_fn, o, a, tt, seed=3)).pow(2).mean().sqrt() / math.sqrt(2)
+            errors = [(target(mode, k, q_fn, o, a, tt, seed=2) - ref).pow(2).mean().sqrt() for mode in modes[1:]]
+            print(f"| {k} | {t_value} | {spread:.4g} | " + " | ".join(f"{e:.4g} | {e / spread:.4f}" for e in errors) + " |", flush=True)
 
 
 if __name__ == "__main__":
@@ -165,6 +263,9 @@ if __name__ == "__main__":
             eager = timeit(lambda: part(score_net, q_min), device, args.repeats)
             compiled = timeit(lambda: part(compiled_score_net, compiled_q_min), device, args.repeats)
             print(f"| {label} | {eager:.4f} | {compiled:.4f} | {eager / compiled:.2f} | {first:.1f} |", flush=True)
+        raise SystemExit(0)
+    if args.precision:
+        precision_table(args, q_min, obs, actions, t, T, device)
         raise SystemExit(0)
     if args.blend:
         # the blend adds elementwise work on the B x K x 17 draws, no critic evaluations
