@@ -18,6 +18,7 @@ and, for the score target, the time the same FLOPs take as one plain matrix prod
 so that "how far from the hardware" is a ratio measured in the same run.
 """
 import contextlib
+import copy
 import math
 import resource
 import statistics
@@ -172,7 +173,8 @@ def precision_table(args, q_min, obs, actions, t, T, device):
     if args.checkpoint is None:
         return
     # error on trained critics: the same z draws at each precision against float32, set beside the float32
-    # estimator's own spread (the RMS difference of two independent draws, over sqrt(2))
+    # estimator's own spread (the RMS difference of two independent draws, over sqrt(2)) and beside float32's
+    # own rounding (the same draws with the critics evaluated in float64)
     state = torch.load(args.checkpoint, map_location=device, weights_only=True)
     o = env_states(state["env_id"], BATCH).to(device)
     qfs = []
@@ -180,15 +182,20 @@ def precision_table(args, q_min, obs, actions, t, T, device):
         qf = dqs.SoftQNetwork(o.shape[1], state[name]["fc1.weight"].shape[1] - o.shape[1]).to(device)
         qf.load_state_dict(state[name])
         qfs.append(qf.requires_grad_(False))
+    qfs64 = [copy.deepcopy(qf).double() for qf in qfs]
     act_dim = qfs[0].fc1.weight.shape[1] - o.shape[1]
 
     def q_fn(ob, ac):
         return torch.min(qfs[0](ob, ac), qfs[1](ob, ac))
 
+    def q_fn64(ob, ac):  # the same float32 inputs and z, the arithmetic in float64
+        ob, ac = ob.double(), ac.double()
+        return torch.min(qfs64[0](ob, ac), qfs64[1](ob, ac)).float()
+
     print(f"\nerror on the critics of {args.checkpoint} (step {state['step']}), {BATCH} states of {state['env_id']}, "
           f"T = {T}, actions uniform in the box plus the noise at t, the same z draws; ratio = RMS error / the float32 estimator's own spread\n")
-    print("| K | t | float32 estimator's spread (RMS) | " + " | ".join(f"{m}: RMS error | ratio" for m in modes[1:]) + " |")
-    print("|---|---|---|" + "---|---|" * (len(modes) - 1))
+    print("| K | t | float32 estimator's spread (RMS) | float32 rounding (RMS) | " + " | ".join(f"{m}: RMS error | ratio" for m in modes[1:]) + " |")
+    print("|---|---|---|---|" + "---|---|" * (len(modes) - 1))
     g = torch.Generator(device="cpu").manual_seed(1)
     for k in args.ks:
         for t_value in (0.1, 0.5, 0.9):
@@ -197,8 +204,9 @@ def precision_table(args, q_min, obs, actions, t, T, device):
             a = (torch.rand(BATCH, act_dim, generator=g) * 2 - 1).to(device) + h.sqrt() * torch.randn(BATCH, act_dim, generator=g).to(device)
             ref = target("highest", k, q_fn, o, a, tt, seed=2)
             spread = (ref - target("highest", k, q_fn, o, a, tt, seed=3)).pow(2).mean().sqrt() / math.sqrt(2)
+            rounding = (target("highest", k, q_fn64, o, a, tt, seed=2) - ref).pow(2).mean().sqrt()
             errors = [(target(mode, k, q_fn, o, a, tt, seed=2) - ref).pow(2).mean().sqrt() for mode in modes[1:]]
-            print(f"| {k} | {t_value} | {spread:.4g} | " + " | ".join(f"{e:.4g} | {e / spread:.4f}" for e in errors) + " |", flush=True)
+            print(f"| {k} | {t_value} | {spread:.4g} | {rounding:.4g} | " + " | ".join(f"{e:.4g} | {e / spread:.4f}" for e in errors) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -342,7 +342,7 @@ def test_oracle_shadow_diagnostic_patch_applies_and_reports(tmp_path):
         assert 0.0 <= w1 <= 2.0, line  # a Wasserstein-1 distance between two laws on [-1, 1]
 
 
-def test_score_lag_diagnostic_runs_on_a_dqs_checkpoint(tmp_path):
+def test_offline_diagnostics_run_on_a_dqs_checkpoint(tmp_path):
     # docs/score_lag.py is the README's offline measurement of the score target and network; tiny sizes
     out = run_script("dqs.py", *COMMON, *TINY["dqs.py"], "--total-timesteps", "150", "--save-model", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -356,6 +356,16 @@ def test_score_lag_diagnostic_runs_on_a_dqs_checkpoint(tmp_path):
     for line in rows:
         assert 0.0 <= float(line.split("w1 ")[1].split()[0]) <= 2.0, line
     assert sum("target error" in line for line in out.stdout.splitlines()) == 3, out.stdout
+
+    # bench.py --precision measures float32 against bf16 on the same checkpoint's critics
+    out = run_script("bench.py", "--precision", "--repeats", "1", "--ks", "4", "--checkpoint", ckpt, "--threads", "1", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    product_error = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in out.stdout.splitlines()
+                     if line.startswith(("| highest |", "| medium |", "| autocast |"))}
+    assert product_error["highest"] < 1e-5 < 1e-4 < product_error["autocast"]  # float32 rounds at 6e-8, bf16 at 4e-3
+    error_rows = [line.split("|") for line in out.stdout.splitlines() if line.startswith(("| 4 | 0.1 |", "| 4 | 0.5 |", "| 4 | 0.9 |"))]
+    assert len(error_rows) == 3, out.stdout  # K = 4 at t = 0.1, 0.5, 0.9
+    assert all(np.isfinite(float(x)) and float(x) >= 0 for row in error_rows for x in row[3:-1]), out.stdout
 
 
 def test_dqs_exact_bounds_blended_target_and_annealing_run(tmp_path):
