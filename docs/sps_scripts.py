@@ -2,7 +2,7 @@
 
     python docs/sps_scripts.py --flags=--compile                          # both scripts, 3 runs each way
     python docs/sps_scripts.py --flags="--matmul-precision medium"
-    python docs/sps_scripts.py --flags=--compile --repeats 1 --device cuda
+    python docs/sps_scripts.py --flags=--compile --repeats 1 --device cuda --dqs-k 1000   # the paper's K, on a GPU
 
 Each run is a fresh process in a scratch folder. Two numbers per run: `update_sps`, the env steps per
 second from the first update to the end (what summary.json reports; under --compile it includes the
@@ -22,9 +22,9 @@ import tempfile
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUNS = {  # script, extra flags, total steps (learning starts at 1000)
-    "sac_baseline.py": ([], 6000),
-    "dqs.py": (["--num-mc-samples", "64"], 1600),
+RUNS = {  # script, total steps (learning starts at 1000): 5000 SAC updates, 600 DQS updates
+    "sac_baseline.py": 6000,
+    "dqs.py": 1600,
 }
 
 
@@ -52,11 +52,13 @@ if __name__ == "__main__":
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--scripts", default="sac_baseline.py,dqs.py")
     parser.add_argument("--flags", required=True, help="the flags to compare against the defaults, one string")
+    parser.add_argument("--dqs-k", type=int, default=64, help="dqs.py's --num-mc-samples (64: a CPU's size)")
     args = parser.parse_args()
     print("| script | flags | update_sps, median | steady SPS, second half, median | runs (update_sps/steady) | command |")
     print("|---|---|---|---|---|---|")
     for script in args.scripts.split(","):
-        flags, total = RUNS[script]
+        total = RUNS[script]
+        flags = ["--num-mc-samples", str(args.dqs_k)] if script == "dqs.py" else []
         results = {False: [], True: []}
         for _ in range(args.repeats):
             for with_flags in (False, True):
