@@ -271,6 +271,19 @@ if __name__ == "__main__":
             eager = timeit(lambda: part(score_net, q_min), device, args.repeats)
             compiled = timeit(lambda: part(compiled_score_net, compiled_q_min), device, args.repeats)
             print(f"| {label} | {eager:.4f} | {compiled:.4f} | {eager / compiled:.2f} | {first:.1f} |", flush=True)
+            if label.startswith("score target"):
+                # the same with the critics' parameters frozen: eager autograd skips their gradients
+                # anyway, a compiled backward may not (it recompiles for the changed requires_grad)
+                for p in list(qf1.parameters()) + list(qf2.parameters()):
+                    p.requires_grad_(False)
+                start = time.perf_counter()
+                part(compiled_score_net, compiled_q_min)
+                first = time.perf_counter() - start
+                eager = timeit(lambda: part(score_net, q_min), device, args.repeats)
+                compiled = timeit(lambda: part(compiled_score_net, compiled_q_min), device, args.repeats)
+                print(f"| {label}, critics' parameters frozen | {eager:.4f} | {compiled:.4f} | {eager / compiled:.2f} | {first:.1f} |", flush=True)
+                for p in list(qf1.parameters()) + list(qf2.parameters()):
+                    p.requires_grad_(True)
         raise SystemExit(0)
     if args.precision:
         precision_table(args, q_min, obs, actions, t, T, device)
