@@ -194,6 +194,7 @@ class SoftQNetwork(nn.Module):
         self.fc1 = nn.Linear(obs_dim + act_dim, hidden)
         self.fc2 = nn.Linear(hidden, hidden)
         self.fc3 = nn.Linear(hidden, 1)
+        orthogonal_init(self)
 
     def forward(self, obs, actions):
         w_s, w_a = self.fc1.weight[:, : self.obs_dim], self.fc1.weight[:, self.obs_dim :]
@@ -220,14 +221,25 @@ def diffusion_g2(t, sigma_min: float = 1e-5, sigma_max: float = 1.0):
 
 # ---------------------------------------------------------------------------------------------
 # Score network s_theta(s, a_t, t, T): the temperature is an input so that T can be annealed.
-def sinusoidal_embedding(x, dim: int = 128, scale: float = 1000.0):
-    """emb(x) = [sin(scale x w_k), cos(scale x w_k)], w_k = 10000^(-k / (dim/2)), k < dim/2 (64 frequencies).
+def sinusoidal_embedding(x, dim: int = 128, max_period: float = 1000.0):
+    """emb(x) = [sin(x f_k), cos(x f_k)], f_k = max_period^(-k / (dim/2 - 1)), k = 0 .. dim/2 - 1.
 
-    `scale` spreads t in [0, 1] (and T around 0.05) over the frequencies, as DDPM does with 1000 steps."""
+    As in the authors' code: x is t in [0, 1] (or T) itself, with no scale factor, so the 64 angles
+    run from x / 1000 to x radians, a smooth code of t (DDPM's code of integer steps would put 1000 t
+    into the angles and swamp the state and action inputs of the first layer)."""
     half = dim // 2
-    w = torch.exp(-math.log(10000.0) * torch.arange(half, device=x.device, dtype=x.dtype) / half)
-    angle = scale * x.unsqueeze(-1) * w
+    f = torch.exp(-math.log(max_period) * torch.arange(half, device=x.device, dtype=x.dtype) / (half - 1))
+    angle = x.unsqueeze(-1) * f
     return torch.cat([angle.sin(), angle.cos()], dim=-1)
+
+
+def orthogonal_init(module: nn.Module, gain: float = math.sqrt(2)):
+    """The authors' initialisation of every Linear layer (output layers too): orthogonal, gain sqrt(2), zero bias."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.orthogonal_(m.weight, gain)
+            nn.init.zeros_(m.bias)
+    return module
 
 
 class ScoreNetwork(nn.Module):
@@ -247,6 +259,7 @@ class ScoreNetwork(nn.Module):
         self.res1 = nn.Linear(hidden, hidden)
         self.res2 = nn.Linear(hidden, hidden)
         self.fc_out = nn.Linear(hidden, act_dim)
+        orthogonal_init(self)
 
     def _fc_in_blocks(self):
         """The columns of the first layer that multiply s, a, emb(t) and emb(T)."""
