@@ -81,13 +81,13 @@ def fidelity_table(args):
     print("| sigma_max | N | mass of the 0.7 mode | mean (exact -0.200) | variance (exact 0.220) |")
     print("|---|---|---|---|---|")
     for sigma_max in (1.0, 3.0):
-        def score(obs, x, t, temperature):
-            v = s2 + dqs.noise_variance(t, 1e-5, sigma_max).unsqueeze(-1)
+        def score(x, t):
+            v = s2 + dqs.noise_variance(t, 1e-5, sigma_max)
             resp = torch.softmax(torch.log(w) - 0.5 * (x - m) ** 2 / v - 0.5 * torch.log(v), -1)
             return (resp * (-(x - m) / v)).sum(-1, keepdim=True)
 
         for num_steps in (10, 20, 50, 100, 200, 500, 1000):
-            x = dqs.sample_actions(score, torch.zeros(n, 1), 1.0, num_steps, 1e-5, sigma_max, act_dim=1)[:, 0]
+            x = dqs.sample_actions(score, (n, 1), num_steps, 1e-5, sigma_max)[:, 0]
             print(f"| {sigma_max:g} | {num_steps} | {(x < 0).float().mean():.3f} | {x.mean():.3f} | {x.var():.3f} |", flush=True)
 
 
@@ -261,8 +261,8 @@ if __name__ == "__main__":
         print("|---|---|---|---|---|")
         compiled_score_net = torch.compile(score_net)
         compiled_q_min = torch.compile(q_min)
-        parts = [(f"sampler, 256 states, N = {args.update_n}", lambda net, q: dqs.sample_actions(net, obs, T, args.update_n)),
-                 (f"sampler, 1 state, N = {args.update_n}", lambda net, q: dqs.sample_actions(net, obs[:1], T, args.update_n))]
+        parts = [(f"sampler, 256 states, N = {args.update_n}", lambda net, q: dqs.sample_actions(net.condition(obs, T), (BATCH, ACT_DIM), args.update_n)),
+                 (f"sampler, 1 state, N = {args.update_n}", lambda net, q: dqs.sample_actions(net.condition(obs[:1], T), (1, ACT_DIM), args.update_n))]
         parts += [(f"score target, K = {k}", lambda net, q, k=k: dqs.mc_score_target(q, obs, actions, t, T, k)) for k in args.ks]
         for label, part in parts:
             start = time.perf_counter()
@@ -310,16 +310,16 @@ if __name__ == "__main__":
         mm = timeit(lambda: a_mat @ b_mat, device, args.repeats)
         print(f"| {k} | {one_pass:.4f} | {chunked:.4f} | {one_pass / chunked:.2f} | {mm:.4f} | {mm / chunked:.2f} |", flush=True)
 
-    def score_every_step(o, x, t, temperature):
+    def score_every_step(x, t):
         # the same network without the sampler's reuse: state and T encoded, t embedded per row, every step
-        return score_net(o, x, t.contiguous(), temperature)
+        return score_net(obs, x, t.expand(x.shape[0]), T)
 
     print("\n| N | sampler, 256 states, re-encoding every step (s) | sampler, 256 states (s) | speed-up | sampler, 1 state (s) |")
     print("|---|---|---|---|---|")
     for n in args.ns:
-        naive = timeit(lambda: dqs.sample_actions(score_every_step, obs, T, n, act_dim=ACT_DIM), device, args.repeats)
-        big = timeit(lambda: dqs.sample_actions(score_net, obs, T, n), device, args.repeats)
-        one = timeit(lambda: dqs.sample_actions(score_net, obs[:1], T, n), device, args.repeats)
+        naive = timeit(lambda: dqs.sample_actions(score_every_step, (BATCH, ACT_DIM), n), device, args.repeats)
+        big = timeit(lambda: dqs.sample_actions(score_net.condition(obs, T), (BATCH, ACT_DIM), n), device, args.repeats)
+        one = timeit(lambda: dqs.sample_actions(score_net.condition(obs[:1], T), (1, ACT_DIM), n), device, args.repeats)
         print(f"| {n} | {naive:.4f} | {big:.4f} | {naive / big:.2f} | {one:.4f} |", flush=True)
 
     q_opt = torch.optim.Adam(list(qf1.parameters()) + list(qf2.parameters()), lr=1e-3)
@@ -329,16 +329,13 @@ if __name__ == "__main__":
     def update(k, n):
         # the same work as one step of dqs.py's loop: critic step with fresh samples at s', then score step
         with torch.no_grad():
-            next_a = torch.tanh(dqs.sample_actions(score_net, obs, T, n))
+            next_a = torch.tanh(dqs.sample_actions(score_net.condition(obs, T), (BATCH, ACT_DIM), n))
             y = rewards + 0.99 * (1 - terminations) * q_min(obs, next_a)
         q_loss = F.mse_loss(qf1(obs, actions), y) + F.mse_loss(qf2(obs, actions), y)
         q_opt.zero_grad()
         q_loss.backward()
         q_opt.step()
-        h_t = dqs.noise_variance(t)
-        a_t = actions + h_t.sqrt().unsqueeze(-1) * torch.randn_like(actions)
-        target = dqs.mc_score_target(q_min, obs, a_t, t, T, k)
-        loss = ((h_t + 1e-3) * (score_net(obs, a_t, t, T) - target).pow(2).mean(-1)).mean()
+        loss = dqs.score_matching_loss(score_net, q_min, obs, actions, T, k)
         s_opt.zero_grad()
         loss.backward()
         s_opt.step()
@@ -348,5 +345,5 @@ if __name__ == "__main__":
     rows = [(k, args.update_n) for k in args.ks] + [(args.update_k, n) for n in args.ns if n != args.update_n]
     for k, n in rows:
         sec = timeit(lambda: update(k, n), device, args.repeats)
-        act = timeit(lambda: dqs.sample_actions(score_net, obs[:1], T, n), device, args.repeats)
+        act = timeit(lambda: dqs.sample_actions(score_net.condition(obs[:1], T), (1, ACT_DIM), n), device, args.repeats)
         print(f"| {k} | {n} | {sec:.4f} | {act:.4f} | {1 / (sec + act):.1f} |", flush=True)

@@ -1,7 +1,7 @@
 """Diffusion Q-Sampling (DQS): the policy is a diffusion model that samples pi(a|s) ~ exp(Q(s,a) / T).
 
     python dqs.py --env-id Humanoid-v4
-    python dqs.py --env-id Hopper-v4 --total-timesteps 100000 --save-model
+    python dqs.py --env-id InvertedPendulum-v4 --num-mc-samples 16 --num-diffusion-steps 20 --no-cuda
 
 Jain, Akhound-Sadegh, Ravanbakhsh, "Sampling from Energy-based Policies using Diffusion" (arXiv
 2410.01312, RLC 2025). The score network is trained on the iDEM Monte-Carlo score target
@@ -11,11 +11,11 @@ defaults unless a comment says otherwise. Same skeleton as sac_baseline.py: `dif
 dqs.py` shows what DQS changes. Policies act in the normalised box [-1, 1]^d; the env's bounds are
 applied only when stepping the env.
 """
-import functools
 import json
 import math
 import os
 import random
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -30,6 +30,7 @@ import tyro
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen rendering for --capture-video, before MuJoCo loads
 ALGO = "dqs"
 
 
@@ -50,7 +51,7 @@ class Args:
     wandb_entity: str | None = None
     """the entity (team) of wandb's project"""
     capture_video: bool = False
-    """whether to capture videos of the agent performances (check out `videos` folder)"""
+    """whether to capture videos of the evaluation episodes (`runs/{run_name}/videos`)"""
     save_model: bool = False
     """whether to save a checkpoint at every evaluation and at the end (`runs/{run_name}/{exp_name}.pt`)"""
     resume: str | None = None
@@ -59,14 +60,10 @@ class Args:
     """evaluate the policy every this many env steps (and always at the end)"""
     eval_episodes: int = 10
     """number of episodes per evaluation, on a separate env with its own seed"""
-    compile: bool = False
-    """if toggled, torch.compile the networks (forward and backward passes; optimizers stay eager)"""
-    matmul_precision: Literal["highest", "high", "medium"] = "highest"
-    """torch.set_float32_matmul_precision: 'high' allows TF32 on GPUs, 'medium' also bf16 in CPU matmuls (README, Speed)"""
 
-    # Algorithm specific arguments
+    # Algorithm specific arguments: the paper's, with the authors' code defaults
     env_id: str = "Humanoid-v4"
-    """the id of the environment"""
+    """the id of the environment (MuJoCo, or DeepMind Control as dm_control/cartpole-swingup-v0)"""
     total_timesteps: int = 1_000_000
     """total timesteps of the experiments"""
     buffer_size: int = 1_000_000
@@ -91,18 +88,26 @@ class Args:
     """number of updates over which T is annealed"""
     num_mc_samples: int = 1000
     """K, the number of perturbed actions in the Monte-Carlo score target"""
-    mc_chunk_size: int | None = None
-    """Monte-Carlo samples evaluated at once in the score target (bounds its memory); default: 2048 perturbed actions per chunk on CPU, all K on CUDA"""
     num_diffusion_steps: int = 50
-    """N, the number of Euler-Maruyama steps of the reverse SDE (authors: 500; chosen by measurement, see README)"""
+    """N, Euler-Maruyama steps of the reverse SDE (ours: 50, from the toy bandit's table; authors: 500)"""
     sigma_min: float = 1e-5
     """smallest noise scale of the variance-exploding SDE"""
     sigma_max: float = 1.0
     """largest noise scale of the variance-exploding SDE (h(1) = sigma_max^2 - sigma_min^2)"""
+
+    # Departures from the paper (off by default)
     exact_bounds: bool = False
-    """diffuse pre-tanh actions with the tanh log-Jacobian in the energy, so that tanh(x) is exactly Boltzmann on the box (not the paper's default)"""
+    """Q at tanh(x) plus the tanh log-Jacobian, so that tanh(x) is exactly Boltzmann on the box"""
     score_target: Literal["grad", "blend"] = "grad"
-    """Monte-Carlo score target: 'grad', the paper's weighted mean of grad Q / T; 'blend', mixed with the same samples' noise form, lower variance at large t (not the paper's; see README)"""
+    """'grad': the paper's S_K; 'blend': mixed with the same samples' noise form, far less variance at large t"""
+
+    # Speed (same results)
+    mc_chunk_size: int | None = None
+    """perturbed actions per chunk of the score target: default 2048 // batch on CPU, all K on CUDA"""
+    compile: bool = False
+    """if toggled, torch.compile the networks (forward and backward passes; optimizers stay eager)"""
+    matmul_precision: Literal["highest", "high", "medium"] = "highest"
+    """torch.set_float32_matmul_precision: 'high' is TF32 on GPUs, 'medium' bf16 products on CPUs"""
 
 
 def fail(message: str):
@@ -112,32 +117,37 @@ def fail(message: str):
 
 
 def check_args(args: Args):
-    for name in ("total_timesteps", "buffer_size", "batch_size", "eval_every", "eval_episodes"):
+    positive = ["total_timesteps", "buffer_size", "batch_size", "eval_every", "eval_episodes", "temperature",
+                "temperature_anneal_steps", "num_mc_samples", "num_diffusion_steps", "sigma_min"]
+    optional = ["temperature_final", "mc_chunk_size"]
+    for name in positive + [n for n in optional if getattr(args, n) is not None]:
         if getattr(args, name) <= 0:
             fail(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.learning_starts < 0:
         fail(f"--learning-starts must be non-negative, got {args.learning_starts}")
-    for name in ("temperature", "num_mc_samples", "num_diffusion_steps", "sigma_min", "temperature_anneal_steps"):
-        if getattr(args, name) <= 0:
-            fail(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.mc_chunk_size is not None and args.mc_chunk_size <= 0:
-        fail(f"--mc-chunk-size must be positive, got {args.mc_chunk_size}")
-    if args.temperature_final is not None and args.temperature_final <= 0:
-        fail(f"--temperature-final must be positive, got {args.temperature_final}")
-    if args.sigma_max <= args.sigma_min:
-        fail(f"--sigma-max ({args.sigma_max}) must be larger than --sigma-min ({args.sigma_min})")
     if args.batch_size > args.buffer_size:
         fail(f"--batch-size ({args.batch_size}) is larger than --buffer-size ({args.buffer_size})")
+    if args.sigma_max <= args.sigma_min:
+        fail(f"--sigma-max ({args.sigma_max}) must be larger than --sigma-min ({args.sigma_min})")
 
 
-def make_env(env_id, seed, idx, capture_video, run_name):
+def gym_make(env_id: str, **kwargs):
+    """gym.make for MuJoCo and DeepMind Control ids, with flat observations (DMC's come as a dict)."""
+    if env_id.startswith("dm_control/"):
+        try:
+            import shimmy
+        except ImportError:
+            fail(f"{env_id} needs DeepMind Control: pip install 'shimmy[dm-control]'")
+        gym.register_envs(shimmy)
+    env = gym.make(env_id, **kwargs)
+    if isinstance(env.observation_space, gym.spaces.Dict):
+        env = gym.wrappers.FlattenObservation(env)
+    return env
+
+
+def make_env(env_id: str, seed: int):
     def thunk():
-        if capture_video and idx == 0:
-            env = gym.make(env_id, render_mode="rgb_array")
-            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
-        else:
-            env = gym.make(env_id)
-        env = gym.wrappers.RecordEpisodeStatistics(env)
+        env = gym.wrappers.RecordEpisodeStatistics(gym_make(env_id))
         env.action_space.seed(seed)
         return env
 
@@ -147,7 +157,7 @@ def make_env(env_id, seed, idx, capture_video, run_name):
 def check_env(env_id: str):
     """Unknown ids and discrete action spaces are caught before anything is built."""
     try:
-        env = gym.make(env_id)
+        env = gym_make(env_id)
     except gym.error.Error as e:
         fail(f"cannot make env {env_id!r}: {e}")
     if not isinstance(env.action_space, gym.spaces.Box):
@@ -203,6 +213,14 @@ class SoftQNetwork(nn.Module):
         return self.fc3(x).squeeze(-1)
 
 
+def orthogonal_init(module: nn.Module):
+    """The authors' initialisation of every Linear layer, output layers too: orthogonal, gain sqrt(2), zero bias."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.orthogonal_(m.weight, math.sqrt(2))
+            nn.init.zeros_(m.bias)
+
+
 # ---------------------------------------------------------------------------------------------
 # Noise process: a variance-exploding SDE with a geometric schedule, t in [0, 1].
 #   a_t = a_0 + sqrt(h(t)) eps,   h(t) = sigma_min^2 (r^(2t) - 1),   r = sigma_max / sigma_min
@@ -224,33 +242,17 @@ def diffusion_g2(t, sigma_min: float = 1e-5, sigma_max: float = 1.0):
 def sinusoidal_embedding(x, dim: int = 128, max_period: float = 1000.0):
     """emb(x) = [sin(x f_k), cos(x f_k)], f_k = max_period^(-k / (dim/2 - 1)), k = 0 .. dim/2 - 1.
 
-    As in the authors' code: x is t in [0, 1] (or T) itself, with no scale factor, so the 64 angles
-    run from x / 1000 to x radians, a smooth code of t (DDPM's code of integer steps would put 1000 t
-    into the angles and swamp the state and action inputs of the first layer)."""
-    half = dim // 2
-    f = torch.exp(-math.log(max_period) * torch.arange(half, device=x.device, dtype=x.dtype) / (half - 1))
+    As in the authors' code, x is t in [0, 1] (or T) itself, with no scale factor: the angles run from
+    x / 1000 to x radians, a smooth code of t. (DDPM's code of 1000 integer steps would put up to 1000 t
+    into the angles and swamp the state and action inputs of the first layer.)"""
+    f = torch.exp(-math.log(max_period) * torch.arange(dim // 2, device=x.device, dtype=x.dtype) / (dim // 2 - 1))
     angle = x.unsqueeze(-1) * f
     return torch.cat([angle.sin(), angle.cos()], dim=-1)
 
 
-def orthogonal_init(module: nn.Module, gain: float = math.sqrt(2)):
-    """The authors' initialisation of every Linear layer (output layers too): orthogonal, gain sqrt(2), zero bias."""
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.orthogonal_(m.weight, gain)
-            nn.init.zeros_(m.bias)
-    return module
-
-
 class ScoreNetwork(nn.Module):
     """s_theta(s, a_t, t, T): concat[s, a_t, emb(t), emb(T)] -> Linear 256, GELU, two residual blocks
-    x + GELU(Linear(x)), Linear to the action dimension.
-
-    The first layer is applied as the sum of its column blocks, W [s; a; emb(t); emb(T)] + b =
-    W_s s + W_a a + W_t emb(t) + W_T emb(T) + b (as the critic does), so that each block is computed
-    only as often as its input changes: the sampler encodes the state and T once per call
-    (`context`) instead of once per diffusion step, and a t shared by the whole batch is embedded once.
-    Same parameters, same function as the plain concatenation."""
+    x + GELU(Linear(x)), Linear to the action dimension."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: int = 256, emb_dim: int = 128):
         super().__init__()
@@ -261,30 +263,28 @@ class ScoreNetwork(nn.Module):
         self.fc_out = nn.Linear(hidden, act_dim)
         orthogonal_init(self)
 
-    def _fc_in_blocks(self):
-        """The columns of the first layer that multiply s, a, emb(t) and emb(T)."""
-        return self.fc_in.weight.split([self.obs_dim, self.act_dim, self.emb_dim, self.emb_dim], dim=1)
+    def forward(self, obs, x, t, temperature):
+        """obs (B, obs_dim), x (B, act_dim); t and temperature (B,) or one value for all rows."""
+        t, temperature = (torch.as_tensor(v, dtype=x.dtype, device=x.device).expand(x.shape[:1]) for v in (t, temperature))
+        h = self.fc_in(torch.cat([obs, x, sinusoidal_embedding(t, self.emb_dim), sinusoidal_embedding(temperature, self.emb_dim)], -1))
+        return self.body(h)
 
-    def context(self, obs, temperature):
-        """W_s s + W_T emb(T) + b, (B, hidden): the part of the first layer that stays fixed while the
-        sampler moves x and t. temperature is a float or (B,)."""
-        w_s, _, _, w_temp = self._fc_in_blocks()
-        temperature = torch.as_tensor(temperature, dtype=obs.dtype, device=obs.device).reshape(-1)  # (1,) or (B,)
-        return F.linear(obs, w_s) + F.linear(sinusoidal_embedding(temperature, self.emb_dim), w_temp, self.fc_in.bias)
-
-    def forward(self, obs, x, t, temperature, context=None):
-        """obs (B, obs_dim), x (B, act_dim), t (B,), temperature a float or (B,) -> score (B, act_dim).
-        `context`, if given, is self.context(obs, temperature), computed once by the caller."""
-        if context is None:
-            context = self.context(obs, temperature)
-        _, w_a, w_t, _ = self._fc_in_blocks()
-        t = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(-1)
-        if t.stride(0) == 0:  # one t for the whole batch (the sampler's expanded view): embed it once
-            t = t[:1]
-        h = F.gelu(context + F.linear(x, w_a) + F.linear(sinusoidal_embedding(t, self.emb_dim), w_t))
+    def body(self, h):
+        h = F.gelu(h)
         h = h + F.gelu(self.res1(h))
         h = h + F.gelu(self.res2(h))
         return self.fc_out(h)
+
+    def condition(self, obs, temperature):
+        """This network at fixed states and T as a function score(x, t) of the sampler's x and one t.
+
+        Speed, same function: the first layer is linear, W [s; x; emb t; emb T] + b = (W_s s + W_T emb T + b)
+        + W_x x + W_t emb t, so the bracket is computed once per sampler call instead of once per step,
+        and emb(t) once per step for the whole batch (1.7x on the sampler, docs/speed.md)."""
+        w_s, w_x, w_t, w_temp = self.fc_in.weight.split([self.obs_dim, self.act_dim, self.emb_dim, self.emb_dim], dim=1)
+        temperature = torch.as_tensor(temperature, dtype=obs.dtype, device=obs.device)
+        fixed = F.linear(obs, w_s) + F.linear(sinusoidal_embedding(temperature, self.emb_dim), w_temp, self.fc_in.bias)
+        return lambda x, t: self.body(fixed + F.linear(x, w_x) + F.linear(sinusoidal_embedding(t, self.emb_dim), w_t))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,94 +294,108 @@ class ScoreNetwork(nn.Module):
 #   S_K(a_t) = grad_{a_t} [ logsumexp_i Q(s, a_t + sqrt(h(t)) z_i) / T - log K ]
 #            = sum_i softmax_i(Q_i / T) grad_a Q_i / T,
 # a self-normalised importance-weighted mean of the critic's action-gradients.
-#
-# The same samples give a second estimate of the same score: differentiating the Gaussian kernel
-# instead of Q, grad log p_t(a_t) = E_w[a_i - a_t] / h(t) = E_w[z_i] / sqrt(h(t)) (the noise form).
-# S_K is precise while the perturbations are small against Q's curvature (small t); at large t, where
-# softmax(Q / T) puts nearly all weight on one sample, its terms are |grad Q| / T, hundreds at T = 0.05,
-# while the noise form's are bounded by |z| / sqrt(h). The opt-in `form="blend"` (not the paper's) takes
-#   alpha S_K + (1 - alpha) E_w[z] / sqrt(h),   alpha = Var_w(z) / Var(z) per action dimension,
-# which is 1 (S_K) when the weights are uniform and 0 when one sample takes all the weight; for a
-# Gaussian policy N(mu, v) and large K it tends to v / (v + h), the mix at which every sample's term
-# equals the exact score, so the estimate has no variance at all.
-#
+def mc_score_target(q_fn, obs, a_t, t, temperature, num_samples: int, sigma_min: float = 1e-5,
+                    sigma_max: float = 1.0, *, form: str = "grad", chunk_size: int | None = None):
+    """S_K for noisy actions a_t (B, act_dim) at times t (B,) for any differentiable critic
+    q_fn(obs, actions) -> Q, called with obs (B, 1, obs_dim) and actions (B, n, act_dim). A constant
+    target: only action-gradients are taken. form="blend" is our lower-variance variant (below)."""
+    batch, act_dim = a_t.shape
+    if chunk_size is None:
+        chunk_size = max(1, CPU_CHUNK_ROWS // batch) if a_t.device.type == "cpu" else num_samples
+    temperature = torch.as_tensor(temperature, dtype=a_t.dtype, device=a_t.device).reshape(-1, 1)  # (1, 1) or (B, 1)
+    sqrt_h = noise_variance(t, sigma_min, sigma_max).sqrt().reshape(batch, 1, 1)
+    z = torch.randn(batch, num_samples, act_dim, device=a_t.device, dtype=a_t.dtype)
+    a_i = a_t.detach().unsqueeze(1) + sqrt_h * z  # the K perturbed actions, (B, K, act_dim)
+    q, grad_q = values_and_action_grads(q_fn, obs.unsqueeze(1), a_i, chunk_size)  # (B, K), (B, K, act_dim)
+    w = torch.softmax(q / temperature, dim=1)  # softmax_i(Q_i / T)
+    s_k = (w.unsqueeze(-1) * grad_q).sum(1) / temperature
+    if form == "blend":
+        return blend_with_noise_form(s_k, w, z, sqrt_h.reshape(batch, 1))
+    return s_k
+
+
 # On the CPU the B x K perturbed actions are evaluated in chunks of about CPU_CHUNK_ROWS: the critics'
-# activations then stay in cache instead of streaming B x K x 256 floats through memory, measured 2-3x
-# faster at K = 1000 (README, Speed). The z draws are made before chunking, so the result does not
-# depend on the chunk size.
+# activations then stay in cache instead of streaming B x K x 256 floats through memory (2-2.5x at
+# K = 1000, docs/speed.md). The z draws are made before chunking, so the result does not depend on it.
 CPU_CHUNK_ROWS = 2048
 
 
-def mc_score_target(q_fn, obs, actions, t, temperature, num_samples: int, sigma_min: float = 1e-5,
-                    sigma_max: float = 1.0, *, chunk_size: int | None = None, return_ess: bool = False,
-                    form: str = "grad"):
-    """S_K for noisy actions `actions` (B, act_dim) at times t (B,) for any differentiable critic
-    q_fn(obs, actions) -> Q, called with obs (B, 1, obs_dim) and actions (B, n, act_dim).
-
-    Only action-gradients are taken (no parameter gradients); the result is a constant target.
-    The K samples are evaluated `chunk_size` at a time, which bounds memory; by default about
-    CPU_CHUNK_ROWS perturbed actions per chunk on the CPU and all K at once on other devices. With
-    `return_ess`, also returns the effective sample size 1 / sum_i w_i^2 of the weights, shape (B,).
-    form="blend" mixes in the noise form of the same samples (see above; not the paper's)."""
-    if form not in ("grad", "blend"):
-        raise ValueError(f"form must be 'grad' or 'blend', got {form!r}")
-    batch, act_dim = actions.shape
-    if chunk_size is None:
-        chunk_size = max(1, CPU_CHUNK_ROWS // batch) if actions.device.type == "cpu" else num_samples
-    h_t = noise_variance(t, sigma_min, sigma_max).reshape(batch, 1, 1)
-    temperature = torch.as_tensor(temperature, dtype=actions.dtype, device=actions.device).reshape(-1, 1)
-    obs, actions = obs.unsqueeze(1), actions.detach().unsqueeze(1)  # state broadcast over the K samples
-    z = torch.randn(batch, num_samples, act_dim, device=actions.device, dtype=actions.dtype)
-    # results are written into buffers allocated up front: a list of small per-chunk tensors kept
-    # between the chunks' large temporaries fragments the CPU heap (4.7x the peak memory at K = 4096, measured)
-    q, grad_q = z.new_empty(batch, num_samples), torch.empty_like(z)
-    for start in range(0, num_samples, chunk_size):
+def values_and_action_grads(q_fn, obs, actions, chunk_size: int):
+    """Q and grad_a Q at actions (B, K, act_dim), chunk_size samples at a time. Results are written into
+    buffers allocated up front: per-chunk lists fragmented the CPU heap (4.7x the peak memory at K = 4096)."""
+    q, grad_q = actions.new_empty(actions.shape[:2]), torch.empty_like(actions)
+    for start in range(0, actions.shape[1], chunk_size):
         chunk = slice(start, start + chunk_size)
-        a_i = (actions + h_t.sqrt() * z[:, chunk]).requires_grad_(True)  # perturbed actions, (B, n, act_dim)
+        a = actions[:, chunk].detach().requires_grad_(True)
         with torch.enable_grad():
-            q_i = q_fn(obs, a_i).reshape(batch, -1)
-            (grad_i,) = torch.autograd.grad(q_i.sum(), a_i)
-        q[:, chunk], grad_q[:, chunk] = q_i.detach(), grad_i
-    w = torch.softmax(q / temperature, dim=1)  # (B, K)
-    score = (w.unsqueeze(-1) * grad_q).sum(1) / temperature
-    if form == "blend":
-        z_mean = (w.unsqueeze(-1) * z).sum(1)  # E_w[z], (B, act_dim)
-        var_w = (w.unsqueeze(-1) * (z - z_mean.unsqueeze(1)).pow(2)).sum(1)
-        var = z.var(1, unbiased=False)
-        alpha = torch.where(var > 0, var_w / var, 1.0).clamp(0.0, 1.0)  # K = 1: S_K alone
-        h = h_t.reshape(batch, 1)
-        score = torch.where(h > 0, alpha * score + (1 - alpha) * z_mean / h.sqrt(), score)  # t = 0: no noise form
-    if return_ess:
-        return score, 1.0 / w.pow(2).sum(1)
-    return score
+            q_chunk = q_fn(obs, a)
+            (grad_q[:, chunk],) = torch.autograd.grad(q_chunk.sum(), a)
+        q[:, chunk] = q_chunk.detach()
+    return q, grad_q
 
 
-# ---------------------------------------------------------------------------------------------
-# Sampler: Euler-Maruyama on the reverse SDE, dx = -g(t)^2 score dt + g(t) dw run backwards in time.
-@torch.no_grad()
-def sample_actions(score_fn, obs, temperature, num_steps: int, sigma_min: float = 1e-5, sigma_max: float = 1.0,
-                   act_dim: int | None = None):
-    """x_1 ~ N(0, h(1) I), then for t = 1, 1 - 1/N, ..., 1/N with dt = 1/N:
-        x <- x + g(t)^2 s(s, x, t, T) dt + g(t) sqrt(dt) z,   z ~ N(0, I)
-    (no final noise-free step, as in the authors' code). Returns the pre-tanh samples (B, act_dim);
-    the executed action is tanh(x). score_fn(obs, x, t, T) is any score function, t of shape (B,);
-    act_dim defaults to score_fn.act_dim."""
-    act_dim = act_dim if act_dim is not None else score_fn.act_dim
-    if hasattr(score_fn, "context"):  # a ScoreNetwork: encode the state and T once, not once per step
-        score_fn = functools.partial(score_fn, context=score_fn.context(obs, temperature))
-    batch, dt = obs.shape[0], 1.0 / num_steps
-    h_1 = sigma_min**2 * math.expm1(2 * math.log(sigma_max / sigma_min))
-    x = math.sqrt(h_1) * torch.randn(batch, act_dim, device=obs.device, dtype=obs.dtype)
-    for i in range(num_steps, 0, -1):
-        t = torch.full((1,), i * dt, device=obs.device, dtype=obs.dtype)
-        g2 = diffusion_g2(t, sigma_min, sigma_max)  # (1,), broadcasts over the batch
-        x = x + g2 * score_fn(obs, x, t.expand(batch), temperature) * dt + (g2 * dt).sqrt() * torch.randn_like(x)
-    return x
+def blend_with_noise_form(s_k, w, z, sqrt_h):
+    """Not the paper's (--score-target blend). The same samples give a second estimate of the same score by
+    differentiating the Gaussian kernel instead of Q: E_w[a_i - a_t] / h(t) = E_w[z] / sqrt(h) (the noise form).
+    S_K is precise while the perturbations are small against Q's curvature (small t); at large t, where
+    softmax(Q / T) puts nearly all weight on one sample, its terms are |grad Q| / T, hundreds at T = 0.05,
+    while the noise form's are bounded by |z| / sqrt(h). The blend takes, per action dimension,
+        alpha S_K + (1 - alpha) E_w[z] / sqrt(h),   alpha = Var_w(z) / Var(z),
+    which is S_K when the weights are uniform and the noise form when one sample takes all the weight; for a
+    Gaussian policy N(mu, v) and large K, alpha tends to v / (v + h), where the estimate has no variance."""
+    z_mean = (w.unsqueeze(-1) * z).sum(1)  # E_w[z], (B, act_dim)
+    var_w = (w.unsqueeze(-1) * (z - z_mean.unsqueeze(1)).pow(2)).sum(1)
+    var = z.var(1, unbiased=False)
+    alpha = torch.where(var > 0, var_w / var, 1.0).clamp(0.0, 1.0)  # K = 1: no spread, S_K alone
+    return torch.where(sqrt_h > 0, alpha * s_k + (1 - alpha) * z_mean / sqrt_h, s_k)  # t = 0: no noise form
+
+
+def energy_q(q_fn, obs, x, temperature, exact_bounds: bool = False):
+    """T log p(x) + const for the density p of the pre-tanh x that the sampler targets (Q/T is the log-density).
+    The paper queries Q at the unsquashed x, also outside [-1, 1], so tanh(x) is only roughly Boltzmann. With
+    exact bounds a = tanh(x) ~ exp(Q(s, a) / T) on the box: T log p(x) = Q(s, tanh x) + T sum_d log(1 - tanh(x_d)^2)."""
+    if not exact_bounds:
+        return q_fn(obs, x)
+    return q_fn(obs, torch.tanh(x)) + temperature * log_det_tanh_jacobian(x)
 
 
 def log_det_tanh_jacobian(x):
     """sum_d log(1 - tanh(x_d)^2), written stably as 2 (log 2 - x - softplus(-2x))."""
     return (2.0 * (math.log(2.0) - x - F.softplus(-2.0 * x))).sum(-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The score loss: denoising score matching of noised replay actions against S_K.
+def score_matching_loss(score_net, q_fn, obs, a_0, temperature, num_samples: int, sigma_min: float = 1e-5,
+                        sigma_max: float = 1.0, *, form: str = "grad", chunk_size: int | None = None):
+    """t ~ U(0, 1) per row, a_t = a_0 + sqrt(h(t)) eps, lambda(t) = h(t) + 1e-3:
+        loss = mean_b lambda(t) mean_d (s_theta(s, a_t, t, T) - S_K(a_t))^2."""
+    t = torch.rand(a_0.shape[0], device=a_0.device, dtype=a_0.dtype)
+    h_t = noise_variance(t, sigma_min, sigma_max)
+    a_t = a_0 + h_t.sqrt().unsqueeze(-1) * torch.randn_like(a_0)
+    target = mc_score_target(q_fn, obs, a_t, t, temperature, num_samples, sigma_min, sigma_max, form=form, chunk_size=chunk_size)
+    lambda_t = h_t + 1e-3
+    return (lambda_t * (score_net(obs, a_t, t, temperature) - target).pow(2).mean(-1)).mean()
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampler: Euler-Maruyama on the reverse SDE, dx = -g(t)^2 score dt + g(t) dw run backwards in time.
+@torch.no_grad()
+def sample_actions(score_fn, shape, num_steps: int, sigma_min: float = 1e-5, sigma_max: float = 1.0, *,
+                   device=None, dtype=torch.float32):
+    """x_1 ~ N(0, h(1) I), then for t = 1, 1 - 1/N, ..., 1/N with dt = 1/N:
+        x <- x + g(t)^2 score(x, t) dt + g(t) sqrt(dt) z,   z ~ N(0, I)
+    (no final noise-free step, as in the authors' code). score_fn(x, t) is any score function of x
+    (shape `shape`) and a 0-dim t, e.g. ScoreNetwork.condition(obs, T). Returns the pre-tanh samples x;
+    the executed action is tanh(x)."""
+    dt = 1.0 / num_steps
+    h_1 = sigma_min**2 * math.expm1(2 * math.log(sigma_max / sigma_min))
+    x = math.sqrt(h_1) * torch.randn(shape, device=device, dtype=dtype)
+    for i in range(num_steps, 0, -1):
+        t = torch.tensor(i * dt, device=device, dtype=dtype)
+        g2 = diffusion_g2(t, sigma_min, sigma_max)
+        x = x + g2 * score_fn(x, t) * dt + (g2 * dt).sqrt() * torch.randn_like(x)
+    return x
 
 
 def temperature_at(update: int, args: Args) -> float:
@@ -394,8 +408,12 @@ def temperature_at(update: int, args: Args) -> float:
 
 # ---------------------------------------------------------------------------------------------
 # Evaluation on its own env and seed, with actions from the stochastic sampler (as the authors' code).
-def evaluate(act_fn, env_id: str, episodes: int, seed: int, device: torch.device) -> np.ndarray:
-    env = gym.make(env_id)
+def evaluate(act_fn, env_id: str, episodes: int, seed: int, device: torch.device, video: str | None = None) -> np.ndarray:
+    """The returns of `episodes` episodes; with `video` (a path prefix), the first one is recorded as an mp4."""
+    env = gym_make(env_id, render_mode="rgb_array" if video else None)
+    if video:
+        env = gym.wrappers.RecordVideo(env, os.path.dirname(video), name_prefix=os.path.basename(video),
+                                       episode_trigger=lambda episode: episode == 0, disable_logger=True)
     low, high = env.action_space.low, env.action_space.high
     returns = []
     for episode in range(episodes):
@@ -418,18 +436,18 @@ def all_finite(modules: dict) -> bool:
     return all(bool(torch.isfinite(p).all()) for m in modules.values() if isinstance(m, nn.Module) for p in m.parameters())
 
 
-def save_checkpoint(path: str, step: int, args: Args, modules: dict) -> bool:
+def save_checkpoint(path: str, step: int, num_updates: int, args: Args, modules: dict) -> bool:
     if not all_finite(modules):
         return False  # diverged: keep the last good checkpoint rather than overwrite it with NaNs
-    state = {"algo": ALGO, "env_id": args.env_id, "step": step, "args": asdict(args)}
+    state = {"algo": ALGO, "env_id": args.env_id, "step": step, "num_updates": num_updates, "args": asdict(args)}
     state.update({name: m.state_dict() if hasattr(m, "state_dict") else m for name, m in modules.items()})
-    tmp = path + ".tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: a crash while writing never destroys the last good checkpoint
+    torch.save(state, path + ".tmp")
+    os.replace(path + ".tmp", path)  # atomic: a crash while writing never destroys the last good checkpoint
     return True
 
 
-def load_checkpoint(path: str, args: Args, modules: dict, device: torch.device) -> int:
+def load_checkpoint(path: str, args: Args, modules: dict, device: torch.device) -> tuple[int, int]:
+    """Loads every module in place; returns the env step and the number of updates to continue from."""
     if not os.path.isfile(path):
         fail(f"checkpoint {path!r} does not exist")
     try:
@@ -446,23 +464,25 @@ def load_checkpoint(path: str, args: Args, modules: dict, device: torch.device) 
                 m.copy_(state[name])
         else:
             m.load_state_dict(state[name])
-    return int(state["step"])
+    return int(state["step"]), int(state.get("num_updates", 0))
 
 
 if __name__ == "__main__":
     args = tyro.cli(Args)
     check_args(args)
     check_env(args.env_id)
-    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_name = f"{args.env_id.replace('/', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
     # a resumed run keeps writing into the folder of its checkpoint
     run_dir = os.path.dirname(os.path.abspath(args.resume)) if args.resume else os.path.join("runs", run_name)
     run_name = os.path.basename(run_dir)
-    os.makedirs(run_dir, exist_ok=True)
     if args.track:
-        import wandb
-
+        try:
+            import wandb
+        except ImportError:
+            fail("--track needs Weights and Biases: pip install wandb")
         wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
-                   config=vars(args), name=run_name, monitor_gym=True, save_code=True)
+                   config=vars(args), name=run_name, save_code=True)
+    os.makedirs(run_dir, exist_ok=True)
     writer = SummaryWriter(run_dir)
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{k}|{v}|" for k, v in vars(args).items()])))
 
@@ -474,8 +494,7 @@ if __name__ == "__main__":
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
 
     # env setup: one env in a vector env, NEXT_STEP autoreset (Gymnasium 1.x default)
-    envs = gym.vector.SyncVectorEnv([make_env(args.env_id, args.seed, 0, args.capture_video, run_name)],
-                                    autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
+    envs = gym.vector.SyncVectorEnv([make_env(args.env_id, args.seed)], autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
     obs_dim = int(np.prod(envs.single_observation_space.shape))
     act_dim = int(np.prod(envs.single_action_space.shape))
     low, high = envs.single_action_space.low, envs.single_action_space.high
@@ -494,35 +513,58 @@ if __name__ == "__main__":
             m.compile()
     modules = {"score_net": score_net, "qf1": qf1, "qf2": qf2, "qf1_target": qf1_target, "qf2_target": qf2_target,
                "q_optimizer": q_optimizer, "score_optimizer": score_optimizer}
-    temperature = temperature_at(0, args)
+    temperature = torch.tensor(args.temperature, device=device)  # T, a device tensor updated in place when annealed
 
     def act(obs):
-        """A fresh sample of the diffusion policy, squashed into the box: a = tanh(x)."""
-        x = sample_actions(score_net, obs, temperature, args.num_diffusion_steps, args.sigma_min, args.sigma_max)
+        """A fresh sample of the diffusion policy at these states, squashed into the box: a = tanh(x)."""
+        x = sample_actions(score_net.condition(obs, temperature), (obs.shape[0], act_dim), args.num_diffusion_steps,
+                           args.sigma_min, args.sigma_max, device=device)
         return torch.tanh(x)
 
-    act_eval = act
+    def q_energy(obs, x):
+        """Q as the estimator sees it: the min of the *online* critics (the targets lag by design; the policy
+        should follow the critic being learned now), through their eager forward also under --compile
+        (compiled, this input-gradient pass ran slower on the CPU, docs/speed.md)."""
+        return energy_q(lambda o, a: torch.min(qf1.forward(o, a), qf2.forward(o, a)), obs, x, temperature, args.exact_bounds)
 
-    def energy_q(obs, x):
-        """Q/T is the log-density the sampler targets. The estimator differentiates the *online* critics:
-        the targets lag by design, and the policy should follow the critic being learned now."""
-        # the critics' eager forward, also under --compile: compiled, this input-gradient pass ran slower
-        # on the CPU (README, Speed)
-        q1, q2 = qf1.forward, qf2.forward
-        if not args.exact_bounds:
-            # the paper's default: Q is queried at unsquashed noisy actions, also outside [-1, 1]
-            return torch.min(q1(obs, x), q2(obs, x))
-        # exact bounds: x is pre-tanh and a = tanh(x) ~ exp(Q(s, a) / T) on the box, which makes
-        # log p(x) = Q(s, tanh x) / T + sum_d log(1 - tanh(x_d)^2)
-        a = torch.tanh(x)
-        return torch.min(q1(obs, a), q2(obs, a)) + temperature * log_det_tanh_jacobian(x)
+    def update_critic(b_obs, b_actions, b_next_obs, b_rewards, b_terminations):
+        with torch.no_grad():
+            next_state_actions = act(b_next_obs)  # a' = tanh(x), x a fresh sample at s'
+            qf1_next_target = qf1_target(b_next_obs, next_state_actions)
+            qf2_next_target = qf2_target(b_next_obs, next_state_actions)
+            # no entropy term: the diffusion policy's density is intractable (as in the authors' code)
+            min_qf_next_target = torch.min(qf1_next_target, qf2_next_target)
+            next_q_value = b_rewards + (1 - b_terminations) * args.gamma * min_qf_next_target
+
+        qf1_a_values = qf1(b_obs, b_actions)
+        qf2_a_values = qf2(b_obs, b_actions)
+        qf1_loss = F.mse_loss(qf1_a_values, next_q_value)
+        qf2_loss = F.mse_loss(qf2_a_values, next_q_value)
+        qf_loss = qf1_loss + qf2_loss
+        q_optimizer.zero_grad()
+        qf_loss.backward()
+        q_optimizer.step()
+        return {"qf1_values": qf1_a_values.mean(), "qf2_values": qf2_a_values.mean(), "qf1_loss": qf1_loss,
+                "qf2_loss": qf2_loss, "qf_loss": qf_loss / 2.0}
+
+    def update_score(b_obs, b_actions):
+        """The score step, on the critic just updated; with exact bounds the diffusion lives in pre-tanh space."""
+        a_0 = torch.atanh(b_actions.clamp(-1 + 1e-6, 1 - 1e-6)) if args.exact_bounds else b_actions
+        score_loss = score_matching_loss(score_net, q_energy, b_obs, a_0, temperature, args.num_mc_samples, args.sigma_min,
+                                         args.sigma_max, form=args.score_target, chunk_size=args.mc_chunk_size)
+        score_optimizer.zero_grad()
+        score_loss.backward()
+        score_optimizer.step()
+        return {"score_loss": score_loss}
 
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
-    start_step = load_checkpoint(args.resume, args, modules, device) if args.resume else 0
+    start_step, num_updates = load_checkpoint(args.resume, args, modules, device) if args.resume else (0, 0)
     ckpt_path = os.path.join(run_dir, f"{args.exp_name}.pt")
+    video_path = os.path.join(run_dir, "videos", "eval-step{}") if args.capture_video else None
     start_time = time.time()
-    last_return, eval_returns, last_eval_step, stopped = float("nan"), None, -1, None
+    last_return, eval_returns, last_eval_step, interrupted, diverged = float("nan"), None, -1, False, None
     first_update_step, first_update_time = None, None  # for the SPS of the training phase alone
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a cluster's preemption ends the run like Ctrl-C
 
     # TRY NOT TO MODIFY: start the game
     obs, _ = envs.reset(seed=args.seed)
@@ -559,39 +601,10 @@ if __name__ == "__main__":
                 if first_update_step is None:
                     first_update_step, first_update_time = global_step, time.time()
                 b_obs, b_actions, b_next_obs, b_rewards, b_terminations = rb.sample(args.batch_size)
-                temperature = temperature_at(global_step - args.learning_starts, args)
-                with torch.no_grad():
-                    next_state_actions = act(b_next_obs)  # a' = tanh(x), x a fresh sample at s'
-                    qf1_next_target = qf1_target(b_next_obs, next_state_actions)
-                    qf2_next_target = qf2_target(b_next_obs, next_state_actions)
-                    # no entropy term: the diffusion policy's density is intractable (as in the authors' code)
-                    min_qf_next_target = torch.min(qf1_next_target, qf2_next_target)
-                    next_q_value = b_rewards + (1 - b_terminations) * args.gamma * min_qf_next_target
-
-                qf1_a_values = qf1(b_obs, b_actions)
-                qf2_a_values = qf2(b_obs, b_actions)
-                qf1_loss = F.mse_loss(qf1_a_values, next_q_value)
-                qf2_loss = F.mse_loss(qf2_a_values, next_q_value)
-                qf_loss = qf1_loss + qf2_loss
-                q_optimizer.zero_grad()
-                qf_loss.backward()
-                q_optimizer.step()
-
-                # score step, on the critic just updated: denoising score matching against S_K
-                a_0 = b_actions  # executed actions in [-1, 1]
-                if args.exact_bounds:  # the diffusion lives in pre-tanh space
-                    a_0 = torch.atanh(a_0.clamp(-1 + 1e-6, 1 - 1e-6))
-                t = torch.rand(args.batch_size, device=device)
-                h_t = noise_variance(t, args.sigma_min, args.sigma_max)
-                a_t = a_0 + h_t.sqrt().unsqueeze(-1) * torch.randn_like(a_0)
-                target, ess = mc_score_target(energy_q, b_obs, a_t, t, temperature, args.num_mc_samples, args.sigma_min,
-                                              args.sigma_max, chunk_size=args.mc_chunk_size, return_ess=True,
-                                              form=args.score_target)
-                lambda_t = h_t + 1e-3
-                score_loss = (lambda_t * (score_net(b_obs, a_t, t, temperature) - target).pow(2).mean(-1)).mean()
-                score_optimizer.zero_grad()
-                score_loss.backward()
-                score_optimizer.step()
+                temperature.fill_(temperature_at(num_updates, args))
+                losses = update_critic(b_obs, b_actions, b_next_obs, b_rewards, b_terminations)
+                losses.update(update_score(b_obs, b_actions))
+                num_updates += 1
 
                 # update the target networks
                 with torch.no_grad():
@@ -601,17 +614,14 @@ if __name__ == "__main__":
                         target_param.lerp_(param, args.tau)
 
                 if global_step % 100 == 0:  # the only host syncs of the update path, every 100 steps
-                    losses = {"qf1_values": qf1_a_values.mean(), "qf2_values": qf2_a_values.mean(),
-                              "qf1_loss": qf1_loss, "qf2_loss": qf2_loss, "qf_loss": qf_loss / 2.0,
-                              "score_loss": score_loss, "score_target_ess": ess.mean()}
                     losses = dict(zip(losses, torch.stack([v.detach().reshape(()) for v in losses.values()]).tolist()))
                     if not all(np.isfinite(v) for v in losses.values()):
                         bad = ", ".join(k for k, v in losses.items() if not np.isfinite(v))
-                        stopped = f"non-finite loss at step {global_step} ({bad}; losses are checked every 100 steps)"
+                        diverged = f"non-finite loss at step {global_step} ({bad}; losses are checked every 100 steps)"
                         break
                     for k, v in losses.items():
                         writer.add_scalar(f"losses/{k}", v, global_step)
-                    writer.add_scalar("charts/temperature", temperature, global_step)
+                    writer.add_scalar("charts/temperature", temperature_at(num_updates, args), global_step)
 
             if global_step % 100 == 0:
                 sps = int((global_step + 1 - start_step) / (time.time() - start_time))
@@ -621,39 +631,40 @@ if __name__ == "__main__":
 
             if (global_step + 1) % args.eval_every == 0:
                 if not all_finite(modules):
-                    stopped = f"non-finite network weights at step {global_step + 1}"
+                    diverged = f"non-finite network weights at step {global_step + 1}"
                     break
-                eval_returns = evaluate(act_eval, args.env_id, args.eval_episodes, args.seed + 10_000, device)
+                eval_returns = evaluate(act, args.env_id, args.eval_episodes, args.seed + 10_000, device,
+                                        video_path and video_path.format(global_step + 1))
                 last_eval_step = global_step + 1
                 writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step + 1)
                 if args.save_model:
-                    save_checkpoint(ckpt_path, global_step + 1, args, modules)
+                    save_checkpoint(ckpt_path, global_step + 1, num_updates, args, modules)
         else:
             global_step = args.total_timesteps
     except KeyboardInterrupt:
-        stopped = f"interrupted at step {global_step}"
+        interrupted = True
     pbar.close()
     loop_end_time = time.time()
 
-    # the end of a run: a final evaluation, checkpoint and summary (also after Ctrl-C, never after NaN)
-    if stopped is None or stopped.startswith("interrupted"):
+    # the end of a run: a final evaluation, checkpoint and summary (also after Ctrl-C or SIGTERM, never after NaN)
+    if diverged is None:
         if last_eval_step != global_step:
-            eval_returns = evaluate(act_eval, args.env_id, args.eval_episodes, args.seed + 10_000, device)
+            eval_returns = evaluate(act, args.env_id, args.eval_episodes, args.seed + 10_000, device,
+                                    video_path and video_path.format(global_step))
             writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step)
-        if args.save_model:
-            if save_checkpoint(ckpt_path, global_step, args, modules):
-                print(f"model saved to {ckpt_path}")
+        if args.save_model and save_checkpoint(ckpt_path, global_step, num_updates, args, modules):
+            print(f"model saved to {ckpt_path}")
     wall_time = time.time() - start_time
     update_sps = (global_step - first_update_step) / (loop_end_time - first_update_time) if first_update_step is not None else None
-    summary = {"algo": ALGO, "env_id": args.env_id, "seed": args.seed, "global_step": global_step,
+    summary = {"algo": ALGO, "env_id": args.env_id, "seed": args.seed, "global_step": global_step, "num_updates": num_updates,
                "eval_return_mean": float(eval_returns.mean()) if eval_returns is not None else None,
                "eval_return_std": float(eval_returns.std()) if eval_returns is not None else None,
                "sps": (global_step - start_step) / wall_time, "update_sps": update_sps, "wall_time_s": wall_time,
-               "stopped": stopped, "args": asdict(args)}
+               "stopped": diverged or (f"interrupted at step {global_step}" if interrupted else None), "args": asdict(args)}
     with open(os.path.join(run_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     print(f"{ALGO} {args.env_id} step {global_step}: eval return {summary['eval_return_mean']} +- {summary['eval_return_std']} ({run_dir})")
     envs.close()
     writer.close()
-    if stopped is not None and not stopped.startswith("interrupted"):
-        fail(f"{stopped}; the last good checkpoint is kept" if args.save_model else stopped)
+    if diverged:
+        fail(f"{diverged}; the last good checkpoint is kept" if args.save_model else diverged)

@@ -1,7 +1,7 @@
 """Soft Actor-Critic (SAC), the baseline that Diffusion Q-Sampling is measured against.
 
     python sac_baseline.py --env-id Humanoid-v4
-    python sac_baseline.py --env-id Hopper-v4 --total-timesteps 100000 --save-model
+    python sac_baseline.py --env-id InvertedPendulum-v4 --total-timesteps 30000 --no-cuda
 
 One file, CleanRL style, with the same skeleton as dqs.py: `diff sac_baseline.py dqs.py` shows what
 DQS changes (the actor) and little else. Defaults are CleanRL's `sac_continuous_action.py` defaults
@@ -12,6 +12,7 @@ env's bounds are applied only when stepping the env.
 import json
 import os
 import random
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -26,6 +27,7 @@ import tyro
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen rendering for --capture-video, before MuJoCo loads
 ALGO = "sac"
 
 
@@ -46,7 +48,7 @@ class Args:
     wandb_entity: str | None = None
     """the entity (team) of wandb's project"""
     capture_video: bool = False
-    """whether to capture videos of the agent performances (check out `videos` folder)"""
+    """whether to capture videos of the evaluation episodes (`runs/{run_name}/videos`)"""
     save_model: bool = False
     """whether to save a checkpoint at every evaluation and at the end (`runs/{run_name}/{exp_name}.pt`)"""
     resume: str | None = None
@@ -55,14 +57,10 @@ class Args:
     """evaluate the policy every this many env steps (and always at the end)"""
     eval_episodes: int = 10
     """number of episodes per evaluation, on a separate env with its own seed"""
-    compile: bool = False
-    """if toggled, torch.compile the networks (forward and backward passes; optimizers stay eager)"""
-    matmul_precision: Literal["highest", "high", "medium"] = "highest"
-    """torch.set_float32_matmul_precision: 'high' allows TF32 on GPUs, 'medium' also bf16 in CPU matmuls (README, Speed)"""
 
-    # Algorithm specific arguments
+    # Algorithm specific arguments: CleanRL's defaults
     env_id: str = "Humanoid-v4"
-    """the id of the environment"""
+    """the id of the environment (MuJoCo, or DeepMind Control as dm_control/cartpole-swingup-v0)"""
     total_timesteps: int = 1_000_000
     """total timesteps of the experiments"""
     buffer_size: int = 1_000_000
@@ -86,6 +84,12 @@ class Args:
     autotune: bool = True
     """automatic tuning of the entropy coefficient"""
 
+    # Speed (same results)
+    compile: bool = False
+    """if toggled, torch.compile the networks (forward and backward passes; optimizers stay eager)"""
+    matmul_precision: Literal["highest", "high", "medium"] = "highest"
+    """torch.set_float32_matmul_precision: 'high' is TF32 on GPUs, 'medium' bf16 products on CPUs"""
+
 
 def fail(message: str):
     """Bad input ends the run with one line naming the problem and a non-zero exit, not a traceback."""
@@ -94,7 +98,8 @@ def fail(message: str):
 
 
 def check_args(args: Args):
-    for name in ("total_timesteps", "buffer_size", "batch_size", "eval_every", "eval_episodes"):
+    positive = ["total_timesteps", "buffer_size", "batch_size", "eval_every", "eval_episodes"]
+    for name in positive:
         if getattr(args, name) <= 0:
             fail(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.learning_starts < 0:
@@ -103,14 +108,23 @@ def check_args(args: Args):
         fail(f"--batch-size ({args.batch_size}) is larger than --buffer-size ({args.buffer_size})")
 
 
-def make_env(env_id, seed, idx, capture_video, run_name):
+def gym_make(env_id: str, **kwargs):
+    """gym.make for MuJoCo and DeepMind Control ids, with flat observations (DMC's come as a dict)."""
+    if env_id.startswith("dm_control/"):
+        try:
+            import shimmy
+        except ImportError:
+            fail(f"{env_id} needs DeepMind Control: pip install 'shimmy[dm-control]'")
+        gym.register_envs(shimmy)
+    env = gym.make(env_id, **kwargs)
+    if isinstance(env.observation_space, gym.spaces.Dict):
+        env = gym.wrappers.FlattenObservation(env)
+    return env
+
+
+def make_env(env_id: str, seed: int):
     def thunk():
-        if capture_video and idx == 0:
-            env = gym.make(env_id, render_mode="rgb_array")
-            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
-        else:
-            env = gym.make(env_id)
-        env = gym.wrappers.RecordEpisodeStatistics(env)
+        env = gym.wrappers.RecordEpisodeStatistics(gym_make(env_id))
         env.action_space.seed(seed)
         return env
 
@@ -120,7 +134,7 @@ def make_env(env_id, seed, idx, capture_video, run_name):
 def check_env(env_id: str):
     """Unknown ids and discrete action spaces are caught before anything is built."""
     try:
-        env = gym.make(env_id)
+        env = gym_make(env_id)
     except gym.error.Error as e:
         fail(f"cannot make env {env_id!r}: {e}")
     if not isinstance(env.action_space, gym.spaces.Box):
@@ -209,8 +223,12 @@ class Actor(nn.Module):
 
 # ---------------------------------------------------------------------------------------------
 # Evaluation on its own env and seed, with the deterministic action tanh(mean).
-def evaluate(act_fn, env_id: str, episodes: int, seed: int, device: torch.device) -> np.ndarray:
-    env = gym.make(env_id)
+def evaluate(act_fn, env_id: str, episodes: int, seed: int, device: torch.device, video: str | None = None) -> np.ndarray:
+    """The returns of `episodes` episodes; with `video` (a path prefix), the first one is recorded as an mp4."""
+    env = gym_make(env_id, render_mode="rgb_array" if video else None)
+    if video:
+        env = gym.wrappers.RecordVideo(env, os.path.dirname(video), name_prefix=os.path.basename(video),
+                                       episode_trigger=lambda episode: episode == 0, disable_logger=True)
     low, high = env.action_space.low, env.action_space.high
     returns = []
     for episode in range(episodes):
@@ -233,18 +251,18 @@ def all_finite(modules: dict) -> bool:
     return all(bool(torch.isfinite(p).all()) for m in modules.values() if isinstance(m, nn.Module) for p in m.parameters())
 
 
-def save_checkpoint(path: str, step: int, args: Args, modules: dict) -> bool:
+def save_checkpoint(path: str, step: int, num_updates: int, args: Args, modules: dict) -> bool:
     if not all_finite(modules):
         return False  # diverged: keep the last good checkpoint rather than overwrite it with NaNs
-    state = {"algo": ALGO, "env_id": args.env_id, "step": step, "args": asdict(args)}
+    state = {"algo": ALGO, "env_id": args.env_id, "step": step, "num_updates": num_updates, "args": asdict(args)}
     state.update({name: m.state_dict() if hasattr(m, "state_dict") else m for name, m in modules.items()})
-    tmp = path + ".tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: a crash while writing never destroys the last good checkpoint
+    torch.save(state, path + ".tmp")
+    os.replace(path + ".tmp", path)  # atomic: a crash while writing never destroys the last good checkpoint
     return True
 
 
-def load_checkpoint(path: str, args: Args, modules: dict, device: torch.device) -> int:
+def load_checkpoint(path: str, args: Args, modules: dict, device: torch.device) -> tuple[int, int]:
+    """Loads every module in place; returns the env step and the number of updates to continue from."""
     if not os.path.isfile(path):
         fail(f"checkpoint {path!r} does not exist")
     try:
@@ -261,23 +279,25 @@ def load_checkpoint(path: str, args: Args, modules: dict, device: torch.device) 
                 m.copy_(state[name])
         else:
             m.load_state_dict(state[name])
-    return int(state["step"])
+    return int(state["step"]), int(state.get("num_updates", 0))
 
 
 if __name__ == "__main__":
     args = tyro.cli(Args)
     check_args(args)
     check_env(args.env_id)
-    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_name = f"{args.env_id.replace('/', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
     # a resumed run keeps writing into the folder of its checkpoint
     run_dir = os.path.dirname(os.path.abspath(args.resume)) if args.resume else os.path.join("runs", run_name)
     run_name = os.path.basename(run_dir)
-    os.makedirs(run_dir, exist_ok=True)
     if args.track:
-        import wandb
-
+        try:
+            import wandb
+        except ImportError:
+            fail("--track needs Weights and Biases: pip install wandb")
         wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
-                   config=vars(args), name=run_name, monitor_gym=True, save_code=True)
+                   config=vars(args), name=run_name, save_code=True)
+    os.makedirs(run_dir, exist_ok=True)
     writer = SummaryWriter(run_dir)
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{k}|{v}|" for k, v in vars(args).items()])))
 
@@ -289,8 +309,7 @@ if __name__ == "__main__":
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
 
     # env setup: one env in a vector env, NEXT_STEP autoreset (Gymnasium 1.x default)
-    envs = gym.vector.SyncVectorEnv([make_env(args.env_id, args.seed, 0, args.capture_video, run_name)],
-                                    autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
+    envs = gym.vector.SyncVectorEnv([make_env(args.env_id, args.seed)], autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
     obs_dim = int(np.prod(envs.single_observation_space.shape))
     act_dim = int(np.prod(envs.single_action_space.shape))
     low, high = envs.single_action_space.low, envs.single_action_space.high
@@ -322,12 +341,51 @@ if __name__ == "__main__":
     def act_eval(obs):
         return actor.get_action(obs)[2]
 
+    def update_critic(b_obs, b_actions, b_next_obs, b_rewards, b_terminations):
+        with torch.no_grad():
+            next_state_actions, next_state_log_pi, _ = actor.get_action(b_next_obs)
+            qf1_next_target = qf1_target(b_next_obs, next_state_actions)
+            qf2_next_target = qf2_target(b_next_obs, next_state_actions)
+            min_qf_next_target = torch.min(qf1_next_target, qf2_next_target) - log_alpha.exp() * next_state_log_pi
+            next_q_value = b_rewards + (1 - b_terminations) * args.gamma * min_qf_next_target
+
+        qf1_a_values = qf1(b_obs, b_actions)
+        qf2_a_values = qf2(b_obs, b_actions)
+        qf1_loss = F.mse_loss(qf1_a_values, next_q_value)
+        qf2_loss = F.mse_loss(qf2_a_values, next_q_value)
+        qf_loss = qf1_loss + qf2_loss
+        q_optimizer.zero_grad()
+        qf_loss.backward()
+        q_optimizer.step()
+        return {"qf1_values": qf1_a_values.mean(), "qf2_values": qf2_a_values.mean(), "qf1_loss": qf1_loss,
+                "qf2_loss": qf2_loss, "qf_loss": qf_loss / 2.0}
+
+    def update_actor(b_obs):
+        pi, log_pi, _ = actor.get_action(b_obs)
+        min_qf_pi = torch.min(qf1(b_obs, pi), qf2(b_obs, pi))
+        actor_loss = (log_alpha.exp().detach() * log_pi - min_qf_pi).mean()
+        actor_optimizer.zero_grad()
+        actor_loss.backward()
+        actor_optimizer.step()
+        losses = {"actor_loss": actor_loss, "alpha": log_alpha.exp()}
+        if args.autotune:
+            with torch.no_grad():
+                _, log_pi, _ = actor.get_action(b_obs)
+            alpha_loss = (-log_alpha.exp() * (log_pi + target_entropy)).mean()
+            a_optimizer.zero_grad()
+            alpha_loss.backward()
+            a_optimizer.step()
+            losses["alpha_loss"] = alpha_loss
+        return losses
+
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
-    start_step = load_checkpoint(args.resume, args, modules, device) if args.resume else 0
+    start_step, num_updates = load_checkpoint(args.resume, args, modules, device) if args.resume else (0, 0)
     ckpt_path = os.path.join(run_dir, f"{args.exp_name}.pt")
+    video_path = os.path.join(run_dir, "videos", "eval-step{}") if args.capture_video else None
     start_time = time.time()
-    last_return, eval_returns, last_eval_step, stopped = float("nan"), None, -1, None
+    last_return, eval_returns, last_eval_step, interrupted, diverged = float("nan"), None, -1, False, None
     first_update_step, first_update_time = None, None  # for the SPS of the training phase alone
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a cluster's preemption ends the run like Ctrl-C
 
     # TRY NOT TO MODIFY: start the game
     obs, _ = envs.reset(seed=args.seed)
@@ -364,40 +422,12 @@ if __name__ == "__main__":
                 if first_update_step is None:
                     first_update_step, first_update_time = global_step, time.time()
                 b_obs, b_actions, b_next_obs, b_rewards, b_terminations = rb.sample(args.batch_size)
-                with torch.no_grad():
-                    next_state_actions, next_state_log_pi, _ = actor.get_action(b_next_obs)
-                    qf1_next_target = qf1_target(b_next_obs, next_state_actions)
-                    qf2_next_target = qf2_target(b_next_obs, next_state_actions)
-                    alpha = log_alpha.exp()
-                    min_qf_next_target = torch.min(qf1_next_target, qf2_next_target) - alpha * next_state_log_pi
-                    next_q_value = b_rewards + (1 - b_terminations) * args.gamma * min_qf_next_target
-
-                qf1_a_values = qf1(b_obs, b_actions)
-                qf2_a_values = qf2(b_obs, b_actions)
-                qf1_loss = F.mse_loss(qf1_a_values, next_q_value)
-                qf2_loss = F.mse_loss(qf2_a_values, next_q_value)
-                qf_loss = qf1_loss + qf2_loss
-                q_optimizer.zero_grad()
-                qf_loss.backward()
-                q_optimizer.step()
-
+                losses = update_critic(b_obs, b_actions, b_next_obs, b_rewards, b_terminations)
                 if global_step % args.policy_frequency == 0:  # TD3 delayed update support
-                    # compensate for the delay by doing `policy_frequency` updates instead of 1
-                    for _ in range(args.policy_frequency):
-                        pi, log_pi, _ = actor.get_action(b_obs)
-                        min_qf_pi = torch.min(qf1(b_obs, pi), qf2(b_obs, pi))
-                        actor_loss = (log_alpha.exp().detach() * log_pi - min_qf_pi).mean()
-                        actor_optimizer.zero_grad()
-                        actor_loss.backward()
-                        actor_optimizer.step()
-
-                        if args.autotune:
-                            with torch.no_grad():
-                                _, log_pi, _ = actor.get_action(b_obs)
-                            alpha_loss = (-log_alpha.exp() * (log_pi + target_entropy)).mean()
-                            a_optimizer.zero_grad()
-                            alpha_loss.backward()
-                            a_optimizer.step()
+                    for _ in range(args.policy_frequency):  # compensate for the delay with `policy_frequency` updates
+                        actor_losses = update_actor(b_obs)
+                    losses.update(actor_losses)
+                num_updates += 1
 
                 # update the target networks
                 with torch.no_grad():
@@ -407,15 +437,10 @@ if __name__ == "__main__":
                         target_param.lerp_(param, args.tau)
 
                 if global_step % 100 == 0:  # the only host syncs of the update path, every 100 steps
-                    losses = {"qf1_values": qf1_a_values.mean(), "qf2_values": qf2_a_values.mean(),
-                              "qf1_loss": qf1_loss, "qf2_loss": qf2_loss, "qf_loss": qf_loss / 2.0,
-                              "actor_loss": actor_loss, "alpha": log_alpha.exp()}
-                    if args.autotune:
-                        losses["alpha_loss"] = alpha_loss
                     losses = dict(zip(losses, torch.stack([v.detach().reshape(()) for v in losses.values()]).tolist()))
                     if not all(np.isfinite(v) for v in losses.values()):
                         bad = ", ".join(k for k, v in losses.items() if not np.isfinite(v))
-                        stopped = f"non-finite loss at step {global_step} ({bad}; losses are checked every 100 steps)"
+                        diverged = f"non-finite loss at step {global_step} ({bad}; losses are checked every 100 steps)"
                         break
                     for k, v in losses.items():
                         writer.add_scalar(f"losses/{k}", v, global_step)
@@ -428,39 +453,40 @@ if __name__ == "__main__":
 
             if (global_step + 1) % args.eval_every == 0:
                 if not all_finite(modules):
-                    stopped = f"non-finite network weights at step {global_step + 1}"
+                    diverged = f"non-finite network weights at step {global_step + 1}"
                     break
-                eval_returns = evaluate(act_eval, args.env_id, args.eval_episodes, args.seed + 10_000, device)
+                eval_returns = evaluate(act_eval, args.env_id, args.eval_episodes, args.seed + 10_000, device,
+                                        video_path and video_path.format(global_step + 1))
                 last_eval_step = global_step + 1
                 writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step + 1)
                 if args.save_model:
-                    save_checkpoint(ckpt_path, global_step + 1, args, modules)
+                    save_checkpoint(ckpt_path, global_step + 1, num_updates, args, modules)
         else:
             global_step = args.total_timesteps
     except KeyboardInterrupt:
-        stopped = f"interrupted at step {global_step}"
+        interrupted = True
     pbar.close()
     loop_end_time = time.time()
 
-    # the end of a run: a final evaluation, checkpoint and summary (also after Ctrl-C, never after NaN)
-    if stopped is None or stopped.startswith("interrupted"):
+    # the end of a run: a final evaluation, checkpoint and summary (also after Ctrl-C or SIGTERM, never after NaN)
+    if diverged is None:
         if last_eval_step != global_step:
-            eval_returns = evaluate(act_eval, args.env_id, args.eval_episodes, args.seed + 10_000, device)
+            eval_returns = evaluate(act_eval, args.env_id, args.eval_episodes, args.seed + 10_000, device,
+                                    video_path and video_path.format(global_step))
             writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step)
-        if args.save_model:
-            if save_checkpoint(ckpt_path, global_step, args, modules):
-                print(f"model saved to {ckpt_path}")
+        if args.save_model and save_checkpoint(ckpt_path, global_step, num_updates, args, modules):
+            print(f"model saved to {ckpt_path}")
     wall_time = time.time() - start_time
     update_sps = (global_step - first_update_step) / (loop_end_time - first_update_time) if first_update_step is not None else None
-    summary = {"algo": ALGO, "env_id": args.env_id, "seed": args.seed, "global_step": global_step,
+    summary = {"algo": ALGO, "env_id": args.env_id, "seed": args.seed, "global_step": global_step, "num_updates": num_updates,
                "eval_return_mean": float(eval_returns.mean()) if eval_returns is not None else None,
                "eval_return_std": float(eval_returns.std()) if eval_returns is not None else None,
                "sps": (global_step - start_step) / wall_time, "update_sps": update_sps, "wall_time_s": wall_time,
-               "stopped": stopped, "args": asdict(args)}
+               "stopped": diverged or (f"interrupted at step {global_step}" if interrupted else None), "args": asdict(args)}
     with open(os.path.join(run_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     print(f"{ALGO} {args.env_id} step {global_step}: eval return {summary['eval_return_mean']} +- {summary['eval_return_std']} ({run_dir})")
     envs.close()
     writer.close()
-    if stopped is not None and not stopped.startswith("interrupted"):
-        fail(f"{stopped}; the last good checkpoint is kept" if args.save_model else stopped)
+    if diverged:
+        fail(f"{diverged}; the last good checkpoint is kept" if args.save_model else diverged)

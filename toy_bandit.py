@@ -32,7 +32,7 @@ import torch.nn.functional as F
 import tyro
 from tqdm import tqdm
 
-from dqs import ScoreNetwork, SoftQNetwork, log_det_tanh_jacobian, mc_score_target, noise_variance, sample_actions
+from dqs import ScoreNetwork, SoftQNetwork, energy_q, mc_score_target, sample_actions, score_matching_loss
 from sac_baseline import Actor
 
 
@@ -188,11 +188,13 @@ def estimator_driven_actions(reward_fn, n: int, num_samples: int, num_steps: int
                              sigma_min: float = 1e-5, sigma_max: float = 1.0, seed: int = 0):
     """Executed actions tanh(x) of dqs.py's sampler driven by dqs.py's Monte-Carlo score target of the
     true reward itself (no critic, no network): what DQS samples if its score network fits its target."""
-    def score(obs, x, t, temp):
-        return mc_score_target(lambda o, a: reward_fn(a).to(a.dtype), obs, x, t, temp, num_samples, sigma_min, sigma_max)
+    obs = torch.zeros(n, 1)
+
+    def score(x, t):
+        return mc_score_target(lambda o, a: reward_fn(a).to(a.dtype), obs, x, t.expand(n), temperature, num_samples, sigma_min, sigma_max)
 
     torch.manual_seed(seed)
-    return torch.tanh(sample_actions(score, torch.zeros(n, 1), temperature, num_steps, sigma_min, sigma_max, act_dim=2))
+    return torch.tanh(sample_actions(score, (n, 2), num_steps, sigma_min, sigma_max))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,13 +242,11 @@ def train_dqs(args: Args, reward_fn, progress: bool = True):
     def q_min(o, a):
         return reward_fn(a).to(a.dtype) if args.true_reward else torch.min(qf1(o, a), qf2(o, a))
 
-    def energy_q(o, x):  # dqs.py's energy_q: T log p(x) up to a constant
-        if not args.exact_bounds:
-            return q_min(o, x)  # the paper's default: also queried outside the box
-        return q_min(o, torch.tanh(x)) + T * log_det_tanh_jacobian(x)
+    def q_energy(o, x):  # as in dqs.py: T log p(x) up to a constant
+        return energy_q(q_min, o, x, T, args.exact_bounds)
 
     def act(n: int, num_steps: int):
-        x = sample_actions(score_net, torch.zeros(n, 1), T, num_steps, args.sigma_min, args.sigma_max)
+        x = sample_actions(score_net.condition(torch.zeros(n, 1), T), (n, 2), num_steps, args.sigma_min, args.sigma_max)
         return torch.tanh(x)
 
     for it in tqdm(range(args.iterations), desc="dqs", disable=not progress, mininterval=1.0, dynamic_ncols=True):
@@ -258,12 +258,7 @@ def train_dqs(args: Args, reward_fn, progress: bool = True):
 
         # score step, as in dqs.py: denoising score matching of noised executed actions against S_K
         a_0 = torch.atanh(b_actions.clamp(-1 + 1e-6, 1 - 1e-6)) if args.exact_bounds else b_actions
-        t = torch.rand(args.batch_size)
-        h_t = noise_variance(t, args.sigma_min, args.sigma_max)
-        a_t = a_0 + h_t.sqrt().unsqueeze(-1) * torch.randn_like(a_0)
-        target = mc_score_target(energy_q, obs, a_t, t, T, args.num_mc_samples, args.sigma_min, args.sigma_max)
-        lambda_t = h_t + 1e-3
-        score_loss = (lambda_t * (score_net(obs, a_t, t, T) - target).pow(2).mean(-1)).mean()
+        score_loss = score_matching_loss(score_net, q_energy, obs, a_0, T, args.num_mc_samples, args.sigma_min, args.sigma_max)
         score_optimizer.zero_grad()
         score_loss.backward()
         score_optimizer.step()

@@ -37,7 +37,6 @@ overall and per quarter of t.
 """
 import argparse
 import copy
-import functools
 import os
 import sys
 import time
@@ -68,7 +67,7 @@ def parse_args():
     p.add_argument("--steps", default="20,50,200", help="sampler N values, comma list")
     p.add_argument("--lr", type=float, default=3e-4, help="the score network's Adam learning rate (dqs.py: 3e-4)")
     p.add_argument("--obs-norm", action="store_true", help="feed the score network standardised observations")
-    p.add_argument("--emb-scale", type=float, default=None, help="override the sinusoidal embedding's scale (dqs.py: 1000)")
+    p.add_argument("--emb-scale", type=float, default=None, help="multiply t and T by this before the sinusoidal embedding (dqs.py, the authors': 1)")
     p.add_argument("--lambda-floor", type=float, default=1e-3, help="the loss weight is lambda(t) = h(t) + this (dqs.py: 1e-3)")
     p.add_argument("--eps-param", action="store_true",
                    help="the network predicts the noise: s_theta = -net / sqrt(h(t)) (dqs.py: s_theta = net)")
@@ -185,11 +184,12 @@ class NoiseParameterised(torch.nn.Module):
         super().__init__()
         self.net, self.act_dim = net, net.act_dim
 
-    def context(self, obs, temperature):
-        return self.net.context(obs, temperature)
+    def forward(self, obs, x, t, temperature):
+        return -self.net(obs, x, t, temperature) / dqs.noise_variance(t).sqrt().unsqueeze(-1)
 
-    def forward(self, obs, x, t, temperature, context=None):
-        return -self.net(obs, x, t, temperature, context) / dqs.noise_variance(t).sqrt().unsqueeze(-1)
+    def condition(self, obs, temperature):
+        score = self.net.condition(obs, temperature)
+        return lambda x, t: -score(x, t) / dqs.noise_variance(t).sqrt()
 
 
 def mc_target(energy, obs, x_t, t, temperature, k, form):
@@ -203,12 +203,19 @@ def mc_target(energy, obs, x_t, t, temperature, k, form):
     return (w * z).sum(1) / h.reshape(-1, 1).sqrt()
 
 
+def conditioned(score_fn, obs, temperature):
+    """score_fn(obs, x, t, T) at fixed states and T as the sampler's score(x, t)."""
+    if hasattr(score_fn, "condition"):
+        return score_fn.condition(obs, temperature)
+    return lambda x, t: score_fn(obs, x, t.expand(x.shape[0]), temperature)
+
+
 @torch.no_grad()
 def fidelity(score_fn, obs, temperature, num_steps, m, box):
     """W1 of the sampled tanh(x) against the exact box policy, and the saturated fraction."""
     grid, p = box
     s = obs.shape[0]
-    x = dqs.sample_actions(score_fn, obs.repeat_interleave(m, 0), temperature, num_steps, act_dim=1)
+    x = dqs.sample_actions(conditioned(score_fn, obs.repeat_interleave(m, 0), temperature), (s * m, 1), num_steps)
     a = torch.tanh(x).reshape(s, m)
     cdf_sampled = (a.unsqueeze(-1) <= grid).float().mean(1)
     w1 = (p.cumsum(1) - cdf_sampled).abs().mean(1) * 2.0
@@ -227,7 +234,8 @@ def main():
     if act_dim != 1:
         sys.exit(f"error: {args.env_id} has {act_dim} action dimensions; this diagnostic needs 1")
     if args.emb_scale is not None:
-        dqs.sinusoidal_embedding = functools.partial(dqs.sinusoidal_embedding, scale=args.emb_scale)
+        embed = dqs.sinusoidal_embedding
+        dqs.sinusoidal_embedding = lambda x, *a, **k: embed(args.emb_scale * x, *a, **k)
     qmin, ckpt_step = load_qmin(args.checkpoint, obs_dim, act_dim)
     T = args.temperature
 
