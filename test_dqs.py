@@ -326,11 +326,11 @@ def test_speed_switches_run_and_a_compiled_checkpoint_resumes_eager(script, tmp_
 
 @pytest.mark.skipif(subprocess.run(["which", "patch"], capture_output=True).returncode != 0, reason="no `patch` tool")
 def test_oracle_shadow_diagnostic_patch_applies_and_reports(tmp_path):
-    # docs/oracle_shadow.patch is the README's diagnosis of DQS on InvertedPendulum; it must keep applying
+    # docs/scripts/oracle_shadow.patch is docs/diagnosis.md's look at DQS on InvertedPendulum; it must keep applying
     # to dqs.py, and the patched script must report the shadow score network's fidelity
     patched = tmp_path / "dqs_oracle_shadow.py"
     out = subprocess.run(["patch", "-s", "-o", str(patched), os.path.join(HERE, "dqs.py"),
-                          os.path.join(HERE, "docs", "oracle_shadow.patch")], capture_output=True, text=True)
+                          os.path.join(HERE, "docs", "scripts", "oracle_shadow.patch")], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     out = subprocess.run([sys.executable, str(patched), *COMMON, *TINY["dqs.py"], "--total-timesteps", "200",
                           "--oracle", "--shadow", "--shadow-every", "25"], cwd=tmp_path, capture_output=True, text=True, timeout=240)
@@ -343,11 +343,11 @@ def test_oracle_shadow_diagnostic_patch_applies_and_reports(tmp_path):
 
 
 def test_offline_diagnostics_run_on_a_dqs_checkpoint(tmp_path):
-    # docs/score_lag.py is the README's offline measurement of the score target and network; tiny sizes
+    # docs/scripts/score_lag.py is docs/diagnosis.md's offline measurement of the score target and network; tiny sizes
     out = run_script("dqs.py", *COMMON, *TINY["dqs.py"], "--total-timesteps", "150", "--save-model", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     ckpt = os.path.join(read_run(tmp_path)[0], "dqs.pt")
-    out = run_script(os.path.join("docs", "score_lag.py"), ckpt, "--states", "40", "--eval-states", "4",
+    out = run_script(os.path.join("docs", "scripts", "score_lag.py"), ckpt, "--states", "40", "--eval-states", "4",
                      "--samples-per-state", "8", "--train-steps", "10", "--eval-every", "10", "--steps", "5",
                      "--targets", "exact,grad4,blend4", "--target-error-k", "4", "--threads", "1", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -488,7 +488,7 @@ def toy_trained():
 
 
 # `python toy_bandit.py` at its defaults measured DQS's largest mode-mass error at 0.078 with n = 10,000
-# samples (docs/toy_bandit.json). The fixture's n = 2000 measurement may differ from it by Z standard
+# samples (docs/data/toy_bandit.json). The fixture's n = 2000 measurement may differ from it by Z standard
 # errors of the difference of two mass estimates, sqrt(v / 2000 + v / 10,000) with v <= 0.25.
 TOY_DQS_MAX_MASS_ERROR = 0.078
 
