@@ -62,7 +62,7 @@ class Args:
     compile: bool = False
     """if toggled, torch.compile the networks (forward and backward passes; optimizers stay eager)"""
     matmul_precision: Literal["highest", "high", "medium"] = "highest"
-    """torch.set_float32_matmul_precision: 'high' allows TF32 on GPUs, 'medium' also bf16 in CPU matmuls (README, Speed)"""
+    """torch.set_float32_matmul_precision: 'high' allows TF32 on GPUs, 'medium' also bf16 in CPU matmuls (docs/speed.md)"""
 
     # Algorithm specific arguments
     env_id: str = "Humanoid-v4"
@@ -94,7 +94,7 @@ class Args:
     mc_chunk_size: int | None = None
     """Monte-Carlo samples evaluated at once in the score target (bounds its memory); default: 2048 perturbed actions per chunk on CPU, all K on CUDA"""
     num_diffusion_steps: int = 50
-    """N, the number of Euler-Maruyama steps of the reverse SDE (authors: 500; chosen by measurement, see README)"""
+    """N, the number of Euler-Maruyama steps of the reverse SDE (authors: 500; chosen by measurement, docs/results.md)"""
     sigma_min: float = 1e-5
     """smallest noise scale of the variance-exploding SDE"""
     sigma_max: float = 1.0
@@ -102,7 +102,7 @@ class Args:
     exact_bounds: bool = False
     """diffuse pre-tanh actions with the tanh log-Jacobian in the energy, so that tanh(x) is exactly Boltzmann on the box (not the paper's default)"""
     score_target: Literal["grad", "blend"] = "grad"
-    """Monte-Carlo score target: 'grad', the paper's weighted mean of grad Q / T; 'blend', mixed with the same samples' noise form, lower variance at large t (not the paper's; see README)"""
+    """Monte-Carlo score target: 'grad', the paper's weighted mean of grad Q / T; 'blend', mixed with the same samples' noise form, lower variance at large t (not the paper's; docs/diagnosis.md)"""
 
 
 def fail(message: str):
@@ -307,7 +307,7 @@ class ScoreNetwork(nn.Module):
 #
 # On the CPU the B x K perturbed actions are evaluated in chunks of about CPU_CHUNK_ROWS: the critics'
 # activations then stay in cache instead of streaming B x K x 256 floats through memory, measured 2-3x
-# faster at K = 1000 (README, Speed). The z draws are made before chunking, so the result does not
+# faster at K = 1000 (docs/speed.md). The z draws are made before chunking, so the result does not
 # depend on the chunk size.
 CPU_CHUNK_ROWS = 2048
 
@@ -507,7 +507,7 @@ if __name__ == "__main__":
         """Q/T is the log-density the sampler targets. The estimator differentiates the *online* critics:
         the targets lag by design, and the policy should follow the critic being learned now."""
         # the critics' eager forward, also under --compile: compiled, this input-gradient pass ran slower
-        # on the CPU (README, Speed)
+        # on the CPU (docs/speed.md)
         q1, q2 = qf1.forward, qf2.forward
         if not args.exact_bounds:
             # the paper's default: Q is queried at unsquashed noisy actions, also outside [-1, 1]

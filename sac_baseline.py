@@ -58,7 +58,7 @@ class Args:
     compile: bool = False
     """if toggled, torch.compile the networks (forward and backward passes; optimizers stay eager)"""
     matmul_precision: Literal["highest", "high", "medium"] = "highest"
-    """torch.set_float32_matmul_precision: 'high' allows TF32 on GPUs, 'medium' also bf16 in CPU matmuls (README, Speed)"""
+    """torch.set_float32_matmul_precision: 'high' allows TF32 on GPUs, 'medium' also bf16 in CPU matmuls (docs/speed.md)"""
 
     # Algorithm specific arguments
     env_id: str = "Humanoid-v4"

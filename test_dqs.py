@@ -495,7 +495,7 @@ TOY_DQS_MAX_MASS_ERROR = 0.078
 
 def test_toy_dqs_covers_every_mode_with_about_the_right_mass(toy_trained):
     """Every mode holds at least half its exact mass (coverage), and the largest mass error is no worse
-    than the README's run beyond sampling noise."""
+    than the recorded run's (docs/data/toy_bandit.json) beyond sampling noise."""
     d = toy_trained[0]["dqs"]
     for k, (m, p) in enumerate(zip(d["mode_mass"], d["exact_mode_mass"])):
         assert m > p / 2, f"mode {k} not covered: mass {m:.3f}, exact {p:.3f}"
