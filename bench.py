@@ -1,6 +1,6 @@
 """Speed of DQS's parts at Humanoid-v4 sizes (obs 376, act 17, batch 256), on CPU or CUDA.
 
-    python bench.py                       # CPU, the README's table
+    python bench.py                       # CPU, the tables of docs/speed.md
     python bench.py --device cuda         # the same on a GPU
     python bench.py --fidelity            # sampler fidelity on a 1-D mixture with its exact score
     python bench.py --compile             # eager against torch.compile'd networks

@@ -345,9 +345,9 @@ def test_speed_switches_run_and_a_compiled_checkpoint_resumes_eager(script, tmp_
 
 
 def test_oracle_shadow_diagnostic_reports(tmp_path):
-    # docs/oracle_shadow.py is the diagnosis of DQS on InvertedPendulum (docs/diagnosis.md): built on dqs's
+    # docs/scripts/oracle_shadow.py is the diagnosis of DQS on InvertedPendulum (docs/diagnosis.md): built on dqs's
     # own pieces, it must run and report the shadow score network's fidelity
-    out = run_script(os.path.join("docs", "oracle_shadow.py"), *COMMON, *TINY["dqs.py"], "--total-timesteps", "200",
+    out = run_script(os.path.join("docs", "scripts", "oracle_shadow.py"), *COMMON, *TINY["dqs.py"], "--total-timesteps", "200",
                      "--shadow", "--shadow-every", "25", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     reports = [line for line in out.stdout.splitlines() if line.startswith("shadow step")]
@@ -358,11 +358,11 @@ def test_oracle_shadow_diagnostic_reports(tmp_path):
 
 
 def test_offline_diagnostics_run_on_a_dqs_checkpoint(tmp_path):
-    # docs/score_lag.py is the README's offline measurement of the score target and network; tiny sizes
+    # docs/scripts/score_lag.py is docs/diagnosis.md's offline measurement of the score target and network; tiny sizes
     out = run_script("dqs.py", *COMMON, *TINY["dqs.py"], "--total-timesteps", "150", "--save-model", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     ckpt = os.path.join(read_run(tmp_path)[0], "dqs.pt")
-    out = run_script(os.path.join("docs", "score_lag.py"), ckpt, "--states", "40", "--eval-states", "4",
+    out = run_script(os.path.join("docs", "scripts", "score_lag.py"), ckpt, "--states", "40", "--eval-states", "4",
                      "--samples-per-state", "8", "--train-steps", "10", "--eval-every", "10", "--steps", "5",
                      "--targets", "exact,grad4,blend4", "--target-error-k", "4", "--threads", "1", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -503,14 +503,14 @@ def toy_trained():
 
 
 # `python toy_bandit.py` at its defaults measured DQS's largest mode-mass error at 0.078 with n = 10,000
-# samples (docs/toy_bandit.json). The fixture's n = 2000 measurement may differ from it by Z standard
+# samples (docs/data/toy_bandit.json). The fixture's n = 2000 measurement may differ from it by Z standard
 # errors of the difference of two mass estimates, sqrt(v / 2000 + v / 10,000) with v <= 0.25.
 TOY_DQS_MAX_MASS_ERROR = 0.078
 
 
 def test_toy_dqs_covers_every_mode_with_about_the_right_mass(toy_trained):
     """Every mode holds at least half its exact mass (coverage), and the largest mass error is no worse
-    than the README's run beyond sampling noise."""
+    than the recorded run's (docs/data/toy_bandit.json) beyond sampling noise."""
     d = toy_trained[0]["dqs"]
     for k, (m, p) in enumerate(zip(d["mode_mass"], d["exact_mode_mass"])):
         assert m > p / 2, f"mode {k} not covered: mass {m:.3f}, exact {p:.3f}"

@@ -80,12 +80,12 @@ class Args:
     """torch CPU threads (2 runs the defaults in under 3 minutes on a 2-core CPU; the tensors are small, so more add little)"""
     sweep: bool = False
     """instead of one comparison: DQS's fidelity over N, K and sigma_max (with the true reward), as markdown"""
-    sweep_out: str = "docs/toy_sweep.md"
+    sweep_out: str = "docs/data/toy_sweep.md"
     """where --sweep writes its table"""
     out: str = "runs/toy_bandit/toy_bandit.png"
     """path of the picture; the numbers go next to it as .json"""
     save_docs: bool = False
-    """also copy the picture and its numbers to docs/toy_bandit.png and docs/toy_bandit.json"""
+    """also copy the picture and its numbers to docs/img/toy_bandit.png and docs/data/toy_bandit.json"""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -448,7 +448,8 @@ if __name__ == "__main__":
     with open(json_path, "w") as f:
         json.dump({"command": command, "args": asdict(args), "wall_time_s": wall_s, **rows}, f, indent=1)
     if args.save_docs:
-        os.makedirs("docs", exist_ok=True)
-        shutil.copyfile(args.out, os.path.join("docs", "toy_bandit.png"))
-        shutil.copyfile(json_path, os.path.join("docs", "toy_bandit.json"))
+        for folder in ("img", "data"):
+            os.makedirs(os.path.join("docs", folder), exist_ok=True)
+        shutil.copyfile(args.out, os.path.join("docs", "img", "toy_bandit.png"))
+        shutil.copyfile(json_path, os.path.join("docs", "data", "toy_bandit.json"))
     print(f"saved {args.out} and {json_path} ({wall_s:.0f} s)")

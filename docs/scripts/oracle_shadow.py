@@ -1,7 +1,7 @@
 """Diagnostic: DQS with its diffusion sampler replaced by the exact Boltzmann policy (the oracle), and a
 shadow score network trained beside it and measured against that policy. 1-D actions only.
 
-    python docs/oracle_shadow.py --env-id InvertedPendulum-v4 --no-cuda --learning-starts 5000 \
+    python docs/scripts/oracle_shadow.py --env-id InvertedPendulum-v4 --no-cuda --learning-starts 5000 \
         --total-timesteps 15000 --eval-every 2500 --eval-episodes 5 --num-mc-samples 16 --num-diffusion-steps 20 --shadow
 
 The oracle acts, evaluates and backs up with samples of exp(Qmin(s, a) / T) on the box [-1, 1] (self-
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 import tyro
 from torch.utils.tensorboard import SummaryWriter
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 import dqs  # noqa: E402
 
 
@@ -140,6 +140,9 @@ if __name__ == "__main__":
             eval_returns = dqs.evaluate(oracle, args.env_id, args.eval_episodes, args.seed + 10_000, device)
             writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step + 1)
             print(f"oracle step {global_step + 1}: eval return {eval_returns.mean():.1f}", flush=True)
+    if args.save_model:  # the critics, for docs/scripts/score_lag.py
+        torch.save({"algo": "dqs-oracle", "step": args.total_timesteps, "qf1": qf1.state_dict(), "qf2": qf2.state_dict()},
+                   os.path.join(run_dir, f"{args.exp_name}.pt"))
     with open(os.path.join(run_dir, "summary.json"), "w") as f:
         json.dump({"algo": "dqs-oracle", "env_id": args.env_id, "seed": args.seed, "global_step": args.total_timesteps,
                    "eval_return_mean": float(eval_returns.mean()), "args": asdict(args)}, f, indent=2)

@@ -1,10 +1,9 @@
 """Offline diagnostic for a 1-D-action task: with the critic frozen, can DQS's score network learn
 exp(Q/T), and which piece limits it: the sampler, the network, or the Monte-Carlo score target?
 
-    patch -o dqs_diag.py dqs.py docs/oracle_shadow.patch
-    python dqs_diag.py --env-id InvertedPendulum-v4 --no-cuda --learning-starts 5000 --total-timesteps 10000 \
-        --eval-every 2500 --eval-episodes 5 --oracle --temperature 0.05 --save-model --exp-name oracle
-    python docs/score_lag.py runs/InvertedPendulum-v4__oracle__1__*/oracle.pt
+    python docs/scripts/oracle_shadow.py --env-id InvertedPendulum-v4 --no-cuda --learning-starts 5000 --total-timesteps 10000 \
+        --eval-every 2500 --eval-episodes 5 --temperature 0.05 --save-model
+    python docs/scripts/score_lag.py runs/InvertedPendulum-v4__oracle__1__*/oracle.pt
 
 The checkpoint's twin critics are frozen. States and actions come from rolling out the exact
 Boltzmann policy exp(Qmin/T) on the box (the oracle), so the score network trains on data from its
@@ -45,7 +44,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # the repo root, for dqs.py
 import dqs  # noqa: E402
 
 GRID_HALF_WIDTH, GRID_POINTS = 6.0, 2001  # pre-tanh grid: tanh(6) = 1 - 1.2e-5

@@ -1,8 +1,8 @@
 """Steps per second of sac_baseline.py and dqs.py on Humanoid-v4, with their defaults against with some flags.
 
-    python docs/sps_scripts.py --flags=--compile                          # both scripts, 3 runs each way
-    python docs/sps_scripts.py --flags="--matmul-precision medium"
-    python docs/sps_scripts.py --flags=--compile --repeats 1 --device cuda --dqs-k 1000   # the paper's K, on a GPU
+    python docs/scripts/sps_scripts.py --flags=--compile                          # both scripts, 3 runs each way
+    python docs/scripts/sps_scripts.py --flags="--matmul-precision medium"
+    python docs/scripts/sps_scripts.py --flags=--compile --repeats 1 --device cuda --dqs-k 1000   # the paper's K, on a GPU
 
 Each run is a fresh process in a scratch folder. Two numbers per run: `update_sps`, the env steps per
 second from the first update to the end (what summary.json reports; under --compile it includes the
@@ -21,7 +21,7 @@ import tempfile
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))  # the repo root
 RUNS = {  # script, total steps (learning starts at 1000): 5000 SAC updates, 600 DQS updates
     "sac_baseline.py": 6000,
     "dqs.py": 1600,

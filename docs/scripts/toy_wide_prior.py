@@ -1,8 +1,8 @@
 """The toy bandit's sampler driven by the Monte-Carlo score target of the *true* reward (no network),
 over K, N and sigma_max: what DQS would sample if its score network fitted its target exactly.
 
-    python docs/toy_wide_prior.py          # the paper's score target
-    python docs/toy_wide_prior.py blend    # dqs.py's opt-in --score-target blend
+    python docs/scripts/toy_wide_prior.py          # the paper's score target
+    python docs/scripts/toy_wide_prior.py blend    # dqs.py's opt-in --score-target blend
 
 Prints TV to the exact policy, the fraction of non-finite and of saturated (|a| > 0.999) executed
 actions, and the mass per mode, n = 1000 samples per row."""
@@ -13,11 +13,14 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # the repo root, for dqs.py
 import dqs  # noqa: E402
 import toy_bandit  # noqa: E402
 
 form = sys.argv[1] if len(sys.argv) > 1 else "grad"
+if form in ("-h", "--help"):
+    print(__doc__)
+    sys.exit(0)
 if form not in ("grad", "blend"):
     sys.exit(f"error: the score target's form is 'grad' or 'blend', got {form!r}")
 toy_bandit.mc_score_target = functools.partial(dqs.mc_score_target, form=form)  # what estimator_driven_actions calls
