@@ -387,7 +387,7 @@ def fmt_span(values: list) -> str:
 
 def write_task(env_id: str, configs: dict, args: Args, commands: dict) -> str:
     name = os.path.join(args.out, safe_name(env_id))
-    header = "| config | seeds finished/run | final eval mean [95 % CI] | IQM | env steps | gradient updates | median wall time |"
+    header = "| config | seeds finished/run | final eval mean [95 % CI] | IQM | env steps | gradient updates | median wall time (s) |"
     rule = "|---|---|---|---|---|---|---|"
     if args.solve_threshold is not None:
         header += f" solved (>= {args.solve_threshold:g})/run | median steps to solve |"
@@ -397,7 +397,7 @@ def write_task(env_id: str, configs: dict, args: Args, commands: dict) -> str:
         updates = fmt_span(a["num_updates"]) + (" (est.)" if a["updates_estimated"] else "")
         row = (f"| {config} | {a['seeds_finished']}/{a['seeds_run']} | {fmt(a['final_mean'])} "
                f"[{fmt(a['final_ci_low'])}, {fmt(a['final_ci_high'])}] | {fmt(a['final_iqm'])} | {fmt_span(a['env_steps'])} "
-               f"| {updates} | {fmt(a['median_wall_time_s'])} s |")
+               f"| {updates} | {fmt(a['median_wall_time_s'])} |")
         if args.solve_threshold is not None:
             row += f" {a['solved']}/{a['seeds_run']} | {fmt(a['median_steps_to_solve'], 0)} |"
         lines.append(row)
