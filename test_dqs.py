@@ -552,3 +552,100 @@ def test_toy_bandit_bad_input(flags, words, tmp_path):
                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert_clean_error(out, *words)
     assert not (tmp_path / "x.png").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# benchmark/learning.py: the learning-benchmark runner (grid, resume, launchers, aggregation)
+def load_learning():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("learning", os.path.join(HERE, "benchmark", "learning.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_learning(*flags, cwd, timeout=240):
+    return run_script(os.path.join("benchmark", "learning.py"), *flags, cwd=cwd, timeout=timeout)
+
+
+GRID = ["--env-ids", "Pendulum-v1", "--total-timesteps", "200", "--eval-every", "100", "--eval-episodes", "1",
+        "--common-flags=--learning-starts 50 --batch-size 32 --no-cuda"]
+
+
+def test_learning_grid_local_aggregates_and_skips_finished(tmp_path):
+    flags = ["--config", "sac=sac_baseline.py", *GRID, "--seeds", "1", "2", "--jobs", "2", "--out", str(tmp_path / "grid")]
+    out = run_learning(*flags, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert out.stdout.count("launched ") == 2, out.stdout
+    grid = tmp_path / "grid"
+    assert (grid / "Pendulum-v1.png").stat().st_size > 10_000
+    table = (grid / "Pendulum-v1.md").read_text()
+    assert "| sac | 2/2 |" in table and "--total-timesteps 200" in table
+    # the aggregated final mean is the mean of the runs' own final eval returns (TensorBoard stores float32)
+    summaries = [json.loads(p.read_text()) for p in grid.glob("Pendulum-v1/sac/seed*/runs/*/summary.json")]
+    assert len(summaries) == 2 and all(s["global_step"] == 200 and s["stopped"] is None for s in summaries)
+    sac = json.loads((grid / "aggregate.json").read_text())["tasks"]["Pendulum-v1"]["sac"]
+    expected = np.mean([s["eval_return_mean"] for s in summaries])
+    assert math.isclose(sac["final_mean"], expected, rel_tol=1e-6), (sac["final_mean"], expected)
+    assert sac["final_ci_low"] <= sac["final_mean"] <= sac["final_ci_high"]
+    assert [p["step"] for p in sac["curve"]] == [100, 200] and sac["env_steps"] == [200]
+    assert sac["num_updates"] == [200 - 50]  # one update per step once the buffer holds max(learning_starts, batch)
+    # a second invocation of the finished grid launches nothing
+    out = run_learning(*flags, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count("skipped ") == 2 and "launched " not in out.stdout and "launching 0" in out.stdout
+    # and a larger budget would resume each run from its own checkpoint
+    learning = load_learning()
+    args = learning.Args(config=("sac=sac_baseline.py",), env_ids=("Pendulum-v1",), seeds=(1, 2), out=str(grid),
+                         total_timesteps=300)
+    for run in learning.make_grid(args):
+        state, ckpt = learning.run_state(run)
+        assert state == "resume" and ckpt.startswith(run.workdir) and ckpt.endswith("/sac.pt")
+
+
+def test_learning_grid_submitit_local_reports_failed_run(tmp_path):
+    # two runs through submitit's local executor: DQS on Pendulum, and one that fails (unknown env id)
+    flags = ["--config", "dqs_tiny=dqs.py --num-mc-samples 4 --num-diffusion-steps 3", *GRID, "--seeds", "1",
+             "--env-ids", "Pendulum-v1", "NoSuchEnv-v0", "--launcher", "submitit-local", "--out", str(tmp_path / "grid")]
+    out = run_learning(*flags, cwd=tmp_path)
+    assert_clean_error(out, "1 of 2 runs failed")
+    assert "launched dqs_tiny Pendulum-v1 seed 1" in out.stdout and "FAILED   dqs_tiny NoSuchEnv-v0 seed 1" in out.stdout
+    log = tmp_path / "grid" / "NoSuchEnv-v0" / "dqs_tiny" / "seed1" / "run.log"
+    assert str(log) in out.stderr and "NoSuchEnv-v0" in log.read_text().strip().splitlines()[-1]
+    assert list((tmp_path / "grid" / "submitit").glob("*_log.out"))  # it really went through submitit
+    # the rest is still aggregated
+    dqs_ = json.loads((tmp_path / "grid" / "aggregate.json").read_text())["tasks"]["Pendulum-v1"]["dqs_tiny"]
+    assert [p["step"] for p in dqs_["curve"]] == [100, 200] and dqs_["seeds_finished"] == 1
+
+
+def test_learning_bootstrap_interval():
+    learning = load_learning()
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.0, 1.0, size=50)
+    lo, hi = learning.bootstrap_ci(x)
+    assert lo < x.mean() < hi
+    lo5, hi5 = learning.bootstrap_ci(x[:5])
+    assert hi - lo < hi5 - lo5  # more seeds, a narrower interval (about sqrt(10) times here)
+    # coverage of the true mean for n = 30 normal seeds. The percentile interval is about
+    # mean +- 1.96 s_n / sqrt(n) with s_n the 1/n standard deviation, i.e. |t_29| < 1.96 sqrt(29/30) = 1.927,
+    # whose probability is 0.936 (4M draws of t_29), not 0.95: that is the claim, within Z binomial standard errors.
+    trials, n, expected = 400, 30, 0.936
+    covered = 0
+    for i in range(trials):
+        lo, hi = learning.bootstrap_ci(rng.normal(0.0, 1.0, size=n), resamples=2000, seed=i)
+        covered += lo <= 0.0 <= hi
+    se = math.sqrt(expected * (1 - expected) / trials)
+    assert abs(covered / trials - expected) < Z * se, (covered / trials, expected, se)
+    assert learning.iqm([1, 2, 3, 4, 100]) == 3.0 and math.isnan(learning.iqm([1, 2, 3, 4]))
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--config", "x=no_such_script.py"], ["no_such_script.py", "not found"]),
+    (["--config", "sac=sac_baseline.py", "--seeds"], ["empty grid"]),
+    (["--aggregate-only"], ["no run folders"]),
+])
+def test_learning_bad_input(flags, words, tmp_path):
+    out = run_learning(*flags, "--out", str(tmp_path / "grid"), cwd=tmp_path)
+    assert_clean_error(out, *words)
+    assert not (tmp_path / "grid").exists()  # nothing launched, nothing written
