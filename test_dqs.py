@@ -5,8 +5,11 @@
 Statistical tests state their tolerance as a multiple of the standard error implied by their sample
 counts; every seed is fixed, so a run is repeatable, but no tolerance was tuned to a seed.
 """
+import importlib.util
 import json
 import math
+import signal
+import time
 import os
 import subprocess
 import sys
@@ -384,6 +387,42 @@ def test_offline_diagnostics_run_on_a_dqs_checkpoint(tmp_path):
     assert all(np.isfinite(float(x)) and float(x) >= 0 for row in error_rows for x in row[3:-1]), out.stdout
 
 
+def test_dqs_runs_a_deepmind_control_task(tmp_path):
+    """The paper's own suite through shimmy: dict observations flattened (cartpole: 3 positions + 2 velocities)."""
+    out = run_script("dqs.py", *COMMON, *TINY["dqs.py"], "--env-id", "dm_control/cartpole-swingup-v0", "--total-timesteps", "150",
+                     "--eval-episodes", "1", "--save-model", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    run_dir, summary = read_run(tmp_path)
+    assert summary["global_step"] == 150 and summary["num_updates"] == 150 - 100 + 1
+    assert 0.0 <= summary["eval_return_mean"] <= 1000.0  # rewards in [0, 1], 1000 steps
+    score_net = torch.load(os.path.join(run_dir, "dqs.pt"), weights_only=True)["score_net"]
+    assert score_net["fc_in.weight"].shape[1] == 5 + 1 + 2 * 128  # concat[s (5), a (1), emb(t), emb(T)]
+
+
+def test_sigterm_ends_a_run_like_ctrl_c_with_video_checkpoint_and_summary(tmp_path):
+    """What a cluster sends before preemption: the run stops cleanly, evaluates (recording a video), saves its
+    checkpoint and summary, and --resume continues from there."""
+    cmd = [sys.executable, os.path.join(HERE, "sac_baseline.py"), *COMMON, "--total-timesteps", "100000", "--save-model",
+           "--capture-video"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while not list(tmp_path.glob("runs/*/sac_baseline.pt")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)  # the first checkpoint comes with the first evaluation, at step 150
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 0, stderr[-2000:]
+    run_dir, summary = read_run(tmp_path)
+    step = summary["global_step"]
+    assert summary["stopped"] == f"interrupted at step {step}" and 150 <= step < 100_000
+    ckpt_path = os.path.join(run_dir, "sac_baseline.pt")
+    assert torch.load(ckpt_path, weights_only=True)["step"] == step
+    videos = sorted(os.listdir(os.path.join(run_dir, "videos")))
+    assert "eval-step150-episode-0.mp4" in videos and f"eval-step{step}-episode-0.mp4" in videos, videos
+    out = run_script("sac_baseline.py", *COMMON, "--total-timesteps", str(step + 20), "--resume", ckpt_path, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert read_run(tmp_path)[1]["global_step"] == step + 20
+
+
 def test_dqs_exact_bounds_blended_target_and_annealing_run(tmp_path):
     out = run_script("dqs.py", *COMMON, *TINY["dqs.py"], "--total-timesteps", "200", "--exact-bounds", "--score-target", "blend",
                      "--temperature-final", "0.01", "--temperature-anneal-steps", "50", cwd=tmp_path)
@@ -407,7 +446,8 @@ def assert_clean_error(out, *words):
     (["--total-timesteps", "0"], ["--total-timesteps"]),
     (["--batch-size", "512", "--buffer-size", "100"], ["--batch-size", "--buffer-size"]),
     (["--resume", "no/such/checkpoint.pt"], ["does not exist"]),
-])
+    (["--env-id", "dm_control/no-such-task-v0"], ["no-such-task"]),
+] + ([] if importlib.util.find_spec("wandb") else [(["--track"], ["pip install wandb"])]))
 def test_bad_input(script, flags, words, tmp_path):
     out = run_script(script, "--env-id", "InvertedPendulum-v4", *flags, cwd=tmp_path, timeout=60)
     assert_clean_error(out, *words)
