@@ -81,7 +81,7 @@ class Args:
     score_lr: float = 3e-4
     """the learning rate of the score network optimizer"""
     temperature: float = 0.05
-    """temperature T of the target policy exp(Q/T) (initial value when annealed)"""
+    """temperature T of the target policy exp(Q/T) (initial value when annealed; the authors' 0.05 was set for DMC rewards)"""
     temperature_final: float | None = None
     """if set, T is annealed log-linearly from --temperature to this value"""
     temperature_anneal_steps: int = 1_000_000
@@ -97,17 +97,17 @@ class Args:
 
     # Departures from the paper (off by default)
     exact_bounds: bool = False
-    """Q at tanh(x) plus the tanh log-Jacobian, so that tanh(x) is exactly Boltzmann on the box"""
+    """not the paper's: Q at tanh(x) plus the tanh log-Jacobian, so that tanh(x) is exactly Boltzmann on the box"""
     score_target: Literal["grad", "blend"] = "grad"
-    """'grad': the paper's S_K; 'blend': mixed with the same samples' noise form, far less variance at large t"""
+    """'grad': the paper's S_K; 'blend' (not the paper's): mixed with the same samples' noise form, far less variance at large t"""
 
     # Speed (same results)
     mc_chunk_size: int | None = None
-    """perturbed actions per chunk of the score target: default 2048 // batch on CPU, all K on CUDA"""
+    """speed: perturbed actions per chunk of the score target (default: 2048 // batch on CPU, all K on CUDA)"""
     compile: bool = False
-    """if toggled, torch.compile the networks (forward and backward passes; optimizers stay eager)"""
+    """speed: torch.compile the networks (forward and backward passes; optimizers stay eager)"""
     matmul_precision: Literal["highest", "high", "medium"] = "highest"
-    """torch.set_float32_matmul_precision: 'high' is TF32 on GPUs, 'medium' bf16 products on CPUs"""
+    """speed: torch.set_float32_matmul_precision; 'high' is TF32 on GPUs, 'medium' bf16 products on CPUs"""
 
 
 def fail(message: str):

@@ -86,9 +86,9 @@ class Args:
 
     # Speed (same results)
     compile: bool = False
-    """if toggled, torch.compile the networks (forward and backward passes; optimizers stay eager)"""
+    """speed: torch.compile the networks (forward and backward passes; optimizers stay eager)"""
     matmul_precision: Literal["highest", "high", "medium"] = "highest"
-    """torch.set_float32_matmul_precision: 'high' is TF32 on GPUs, 'medium' bf16 products on CPUs"""
+    """speed: torch.set_float32_matmul_precision; 'high' is TF32 on GPUs, 'medium' bf16 products on CPUs"""
 
 
 def fail(message: str):

@@ -112,7 +112,8 @@ if __name__ == "__main__":
         if rb.size >= max(args.learning_starts, args.batch_size):
             b_obs, b_actions, b_next_obs, b_rewards, b_terminations = rb.sample(args.batch_size)
             with torch.no_grad():  # dqs.py's backup, with the oracle's a'
-                next_q = torch.min(qf1_target(b_next_obs, oracle(b_next_obs)), qf2_target(b_next_obs, oracle(b_next_obs)))
+                next_actions = oracle(b_next_obs)
+                next_q = torch.min(qf1_target(b_next_obs, next_actions), qf2_target(b_next_obs, next_actions))
                 y = b_rewards + (1 - b_terminations) * args.gamma * next_q
             q_loss = F.mse_loss(qf1(b_obs, b_actions), y) + F.mse_loss(qf2(b_obs, b_actions), y)
             q_optimizer.zero_grad()

@@ -36,6 +36,7 @@ overall and per quarter of t.
 """
 import argparse
 import copy
+import math
 import os
 import sys
 import time
@@ -77,9 +78,18 @@ def parse_args():
                    help="Monte-Carlo targets of the paper's default instead: Q at unsquashed x, x_0 = a (no exact target then)")
     p.add_argument("--single-state", action="store_true",
                    help="train and evaluate at one state only (the narrowest exact policy of the first 200)")
+    p.add_argument("--former-network", action="store_true",
+                   help="the score network dqs.py had before the authors' details: angles 1000 t 10000^(-k/64), PyTorch's default init")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     return p.parse_args()
+
+
+def former_embedding(x, dim=128, max_period=None):
+    """The DDPM-style code dqs.py used before it took the authors': angles 1000 x 10000^(-k / 64)."""
+    w = torch.exp(-math.log(10000.0) * torch.arange(dim // 2, dtype=x.dtype, device=x.device) / (dim // 2))
+    angle = 1000.0 * x.unsqueeze(-1) * w
+    return torch.cat([angle.sin(), angle.cos()], dim=-1)
 
 
 def load_qmin(path, obs_dim, act_dim):
@@ -232,6 +242,8 @@ def main():
     env.close()
     if act_dim != 1:
         sys.exit(f"error: {args.env_id} has {act_dim} action dimensions; this diagnostic needs 1")
+    if args.former_network:
+        dqs.sinusoidal_embedding, dqs.orthogonal_init = former_embedding, lambda module: None
     if args.emb_scale is not None:
         embed = dqs.sinusoidal_embedding
         dqs.sinusoidal_embedding = lambda x, *a, **k: embed(args.emb_scale * x, *a, **k)
