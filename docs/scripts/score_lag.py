@@ -242,12 +242,12 @@ def main():
     env.close()
     if act_dim != 1:
         sys.exit(f"error: {args.env_id} has {act_dim} action dimensions; this diagnostic needs 1")
-    if args.former_network:
+    qmin, ckpt_step = load_qmin(args.checkpoint, obs_dim, act_dim)
+    if args.former_network:  # after the critics are built, so that both networks see the same states
         dqs.sinusoidal_embedding, dqs.orthogonal_init = former_embedding, lambda module: None
     if args.emb_scale is not None:
         embed = dqs.sinusoidal_embedding
         dqs.sinusoidal_embedding = lambda x, *a, **k: embed(args.emb_scale * x, *a, **k)
-    qmin, ckpt_step = load_qmin(args.checkpoint, obs_dim, act_dim)
     T = args.temperature
 
     start = time.time()

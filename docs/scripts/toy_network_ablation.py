@@ -1,6 +1,7 @@
 """The toy bandit's DQS with the score network's two details switched one at a time: the sinusoidal
-embedding of t and T (the authors': angles t f_k up to t radians; the former DDPM-style one: angles up to
-1000 t) and the initialisation of the score network and the critics (the authors' orthogonal, gain sqrt(2), zero bias; PyTorch's default).
+embedding of t and T (the authors': angles t f_k up to t radians; the former DDPM-style one: angles up
+to 1000 t) and the initialisation of the score network and the critics (the authors' orthogonal, gain
+sqrt(2), zero bias; PyTorch's default).
 
     python docs/scripts/toy_network_ablation.py                       # the four variants, 5000 iterations
     python docs/scripts/toy_network_ablation.py --variants authors --iterations 12000
