@@ -633,7 +633,8 @@ def test_learning_grid_local_aggregates_and_skips_finished(tmp_path):
     assert math.isclose(sac["final_mean"], expected, rel_tol=1e-6), (sac["final_mean"], expected)
     assert sac["final_ci_low"] <= sac["final_mean"] <= sac["final_ci_high"]
     assert [p["step"] for p in sac["curve"]] == [100, 200] and sac["env_steps"] == [200]
-    assert sac["num_updates"] == [200 - 50]  # one update per step once the buffer holds max(learning_starts, batch)
+    # one update per step from the step whose transition fills the buffer to max(learning_starts, batch) = 50
+    assert sac["num_updates"] == [200 - 50 + 1]
     # a second invocation of the finished grid launches nothing
     out = run_learning(*flags, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -312,7 +312,7 @@ def find_runs(root: str) -> list[dict]:
             # the scripts update once per step from the step their buffer holds max(learning_starts, batch_size)
             # transitions on; an upper bound for a resumed run, which refills its buffer before updating again
             first = max(summary["args"].get("learning_starts", 0), summary["args"].get("batch_size", 0))
-            updates = summary.get("num_updates", max(0, summary["global_step"] - first))
+            updates = summary.get("num_updates", max(0, summary["global_step"] - first + 1))
         run = {"dir": dirpath, "env_id": env_id, "exp_name": exp_name, "seed": seed, "finished": finished,
                "global_step": summary["global_step"] if summary else int(steps.max(initial=0)),
                "num_updates": updates, "updates_estimated": summary is not None and "num_updates" not in summary,
