@@ -27,7 +27,8 @@ import tyro
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen rendering for --capture-video, before MuJoCo loads
+if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):  # headless: render offscreen for --capture-video
+    os.environ.setdefault("MUJOCO_GL", "egl")  # (set before MuJoCo and dm_control load)
 ALGO = "sac"
 
 
