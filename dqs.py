@@ -330,7 +330,7 @@ def values_and_action_grads(q_fn, obs, actions, chunk_size: int):
         a = actions[:, chunk].detach().requires_grad_(True)
         with torch.enable_grad():
             q_chunk = q_fn(obs, a)
-            (grad_q[:, chunk],) = torch.autograd.grad(q_chunk.sum(), a)
+            grad_q[:, chunk] = torch.autograd.grad(q_chunk.sum(), a)[0]
         q[:, chunk] = q_chunk.detach()
     return q, grad_q
 
@@ -392,9 +392,8 @@ def sample_actions(score_fn, shape, num_steps: int, sigma_min: float = 1e-5, sig
     dt = 1.0 / num_steps
     h_1 = sigma_min**2 * math.expm1(2 * math.log(sigma_max / sigma_min))
     x = math.sqrt(h_1) * torch.randn(shape, device=device, dtype=dtype)
-    for i in range(num_steps, 0, -1):
-        t = torch.tensor(i * dt, device=device, dtype=dtype)
-        g2 = diffusion_g2(t, sigma_min, sigma_max)
+    t_grid = torch.arange(num_steps, 0, -1, device=device, dtype=dtype) * dt  # t = 1, 1 - 1/N, ..., 1/N, made once
+    for t, g2 in zip(t_grid, diffusion_g2(t_grid, sigma_min, sigma_max)):  # 0-dim views: no copy per step
         x = x + g2 * score_fn(x, t) * dt + (g2 * dt).sqrt() * torch.randn_like(x)
     return x
 
