@@ -53,6 +53,10 @@ class Args:
     """timed repeats per row (the median is reported)"""
     threads: int = 0
     """torch CPU threads (0: torch's default)"""
+    matmul_precision: str = "highest"
+    """torch.set_float32_matmul_precision for every row ('medium': bf16 products on CPUs, 'high': TF32 on GPUs)"""
+    update_only: bool = False
+    """time only the whole update and acting (the last table)"""
     fidelity: bool = False
     """instead of speed: sample a 1-D 0.7/0.3 two-mode mixture with its exact noised score, over N and sigma_max"""
     fidelity_samples: int = 20_000
@@ -153,7 +157,7 @@ def precision_table(args, q_min, obs, actions, t, T, device):
         if seed is not None:
             torch.manual_seed(seed)
         with precision(mode, device):
-            return dqs.mc_score_target(q_fn, o, a, tt, T, k)
+            return dqs.mc_score_target(lambda ac: q_fn(o.unsqueeze(1), ac), a, tt, T, k)
 
     # what each mode does to one plain product (float32 rounds at about 6e-8, bf16 at about 4e-3)
     a_mat, b_mat = torch.randn(2048, 256, device=device), torch.randn(256, 256, device=device)
@@ -213,6 +217,7 @@ if __name__ == "__main__":
     args = tyro.cli(Args)
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.set_float32_matmul_precision(args.matmul_precision)
     device = torch.device(args.device)
     torch.manual_seed(0)
     if args.fidelity:
@@ -227,6 +232,10 @@ if __name__ == "__main__":
 
     def q_min(o, a):
         return torch.min(qf1(o, a), qf2(o, a))
+
+    def q_min_at(o):  # as dqs.py's estimator sees the critics: at fixed states, their part computed once
+        q1_at, q2_at = qf1.condition(o.unsqueeze(1)), qf2.condition(o.unsqueeze(1))
+        return lambda a: torch.min(q1_at(a), q2_at(a))
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     if not args.memory_k:
@@ -248,9 +257,9 @@ if __name__ == "__main__":
             return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
         base = peak_mib()
-        dqs.mc_score_target(q_min, obs, actions, t, T, args.memory_k, chunk_size=chunk)
+        dqs.mc_score_target(q_min_at(obs), actions, t, T, args.memory_k, chunk_size=chunk)
         chunked = peak_mib() - base
-        dqs.mc_score_target(q_min, obs, actions, t, T, args.memory_k, chunk_size=args.memory_k)
+        dqs.mc_score_target(q_min_at(obs), actions, t, T, args.memory_k, chunk_size=args.memory_k)
         one_pass = peak_mib() - base
         print(f"| {args.memory_k} | {one_pass:.0f} | {chunked:.0f} | {one_pass / max(chunked, 1):.1f} |", flush=True)
         raise SystemExit(0)
@@ -263,7 +272,7 @@ if __name__ == "__main__":
         compiled_q_min = torch.compile(q_min)
         parts = [(f"sampler, 256 states, N = {args.update_n}", lambda net, q: dqs.sample_actions(net.condition(obs, T), (BATCH, ACT_DIM), args.update_n)),
                  (f"sampler, 1 state, N = {args.update_n}", lambda net, q: dqs.sample_actions(net.condition(obs[:1], T), (1, ACT_DIM), args.update_n))]
-        parts += [(f"score target, K = {k}", lambda net, q, k=k: dqs.mc_score_target(q, obs, actions, t, T, k)) for k in args.ks]
+        parts += [(f"score target, K = {k}", lambda net, q, k=k: dqs.mc_score_target(lambda a: q(obs.unsqueeze(1), a), actions, t, T, k)) for k in args.ks]
         for label, part in parts:
             start = time.perf_counter()
             part(compiled_score_net, compiled_q_min)
@@ -293,34 +302,38 @@ if __name__ == "__main__":
         print("| K | score target, paper's S_K (s) | --score-target blend (s) | ratio |")
         print("|---|---|---|---|")
         for k in args.ks:
-            grad = timeit(lambda: dqs.mc_score_target(q_min, obs, actions, t, T, k), device, args.repeats)
-            blend = timeit(lambda: dqs.mc_score_target(q_min, obs, actions, t, T, k, form="blend"), device, args.repeats)
+            grad = timeit(lambda: dqs.mc_score_target(q_min_at(obs), actions, t, T, k), device, args.repeats)
+            blend = timeit(lambda: dqs.mc_score_target(q_min_at(obs), actions, t, T, k, form="blend"), device, args.repeats)
             print(f"| {k} | {grad:.4f} | {blend:.4f} | {blend / grad:.3f} |", flush=True)
         raise SystemExit(0)
-    # the score target in one pass over all B x K perturbed actions, and in chunks of CPU_CHUNK_ROWS
-    # (dqs.py's default on the CPU); "ratio" is a matmul with the same FLOPs over the chunked time
-    print(f"| K | score target, one pass (s) | in chunks of {chunk} samples (s) | speed-up | same FLOPs as one matmul (s) | ratio |")
-    print("|---|---|---|---|---|---|")
-    for k in args.ks:
-        one_pass = timeit(lambda: dqs.mc_score_target(q_min, obs, actions, t, T, k, chunk_size=k), device, args.repeats)
-        chunked = timeit(lambda: dqs.mc_score_target(q_min, obs, actions, t, T, k, chunk_size=chunk), device, args.repeats)
-        # one (m x 256) @ (256 x n) product with the same FLOP count
-        m = int(score_target_flops(k) / (2 * 256 * 256))
-        a_mat, b_mat = torch.randn(m, 256, device=device), torch.randn(256, 256, device=device)
-        mm = timeit(lambda: a_mat @ b_mat, device, args.repeats)
-        print(f"| {k} | {one_pass:.4f} | {chunked:.4f} | {one_pass / chunked:.2f} | {mm:.4f} | {mm / chunked:.2f} |", flush=True)
+    if not args.update_only:
+        # the score target in one pass over all B x K perturbed actions, and in chunks of CPU_CHUNK_ROWS
+        # (dqs.py's default on the CPU); "ratio" is a matmul with the same FLOPs over the chunked time
+        # "states re-encoded" calls the critics' forward on every chunk, which recomputes the states' part of
+        # their first layer each time, where dqs.py's estimator computes it once (SoftQNetwork.condition)
+        print(f"| K | score target, one pass (s) | in chunks of {chunk} samples (s) | speed-up | chunks, states re-encoded per chunk (s) | state part once: speed-up | same FLOPs as one matmul (s) | ratio |")
+        print("|---|---|---|---|---|---|---|---|")
+        for k in args.ks:
+            one_pass = timeit(lambda: dqs.mc_score_target(q_min_at(obs), actions, t, T, k, chunk_size=k), device, args.repeats)
+            chunked = timeit(lambda: dqs.mc_score_target(q_min_at(obs), actions, t, T, k, chunk_size=chunk), device, args.repeats)
+            reencoded = timeit(lambda: dqs.mc_score_target(lambda a: q_min(obs.unsqueeze(1), a), actions, t, T, k, chunk_size=chunk), device, args.repeats)
+            # one (m x 256) @ (256 x n) product with the same FLOP count
+            m = int(score_target_flops(k) / (2 * 256 * 256))
+            a_mat, b_mat = torch.randn(m, 256, device=device), torch.randn(256, 256, device=device)
+            mm = timeit(lambda: a_mat @ b_mat, device, args.repeats)
+            print(f"| {k} | {one_pass:.4f} | {chunked:.4f} | {one_pass / chunked:.2f} | {reencoded:.4f} | {reencoded / chunked:.2f} | {mm:.4f} | {mm / chunked:.2f} |", flush=True)
 
-    def score_every_step(x, t):
-        # the same network without the sampler's reuse: state and T encoded, t embedded per row, every step
-        return score_net(obs, x, t.expand(x.shape[0]), T)
+        def score_every_step(x, t):
+            # the same network without the sampler's reuse: state and T encoded, t embedded per row, every step
+            return score_net(obs, x, t.expand(x.shape[0]), T)
 
-    print("\n| N | sampler, 256 states, re-encoding every step (s) | sampler, 256 states (s) | speed-up | sampler, 1 state (s) |")
-    print("|---|---|---|---|---|")
-    for n in args.ns:
-        naive = timeit(lambda: dqs.sample_actions(score_every_step, (BATCH, ACT_DIM), n), device, args.repeats)
-        big = timeit(lambda: dqs.sample_actions(score_net.condition(obs, T), (BATCH, ACT_DIM), n), device, args.repeats)
-        one = timeit(lambda: dqs.sample_actions(score_net.condition(obs[:1], T), (1, ACT_DIM), n), device, args.repeats)
-        print(f"| {n} | {naive:.4f} | {big:.4f} | {naive / big:.2f} | {one:.4f} |", flush=True)
+        print("\n| N | sampler, 256 states, re-encoding every step (s) | sampler, 256 states (s) | speed-up | sampler, 1 state (s) |")
+        print("|---|---|---|---|---|")
+        for n in args.ns:
+            naive = timeit(lambda: dqs.sample_actions(score_every_step, (BATCH, ACT_DIM), n), device, args.repeats)
+            big = timeit(lambda: dqs.sample_actions(score_net.condition(obs, T), (BATCH, ACT_DIM), n), device, args.repeats)
+            one = timeit(lambda: dqs.sample_actions(score_net.condition(obs[:1], T), (1, ACT_DIM), n), device, args.repeats)
+            print(f"| {n} | {naive:.4f} | {big:.4f} | {naive / big:.2f} | {one:.4f} |", flush=True)
 
     q_opt = torch.optim.Adam(list(qf1.parameters()) + list(qf2.parameters()), lr=1e-3)
     s_opt = torch.optim.Adam(score_net.parameters(), lr=3e-4)
@@ -335,7 +348,7 @@ if __name__ == "__main__":
         q_opt.zero_grad()
         q_loss.backward()
         q_opt.step()
-        loss = dqs.score_matching_loss(score_net, q_min, obs, actions, T, k)
+        loss = dqs.score_matching_loss(score_net, q_min_at(obs), obs, actions, T, k)
         s_opt.zero_grad()
         loss.backward()
         s_opt.step()

@@ -14,9 +14,7 @@ applied only when stepping the env.
 import json
 import math
 import os
-import random
 import signal
-import sys
 import time
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -27,40 +25,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import tyro
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):  # headless: render offscreen for --capture-video
-    os.environ.setdefault("MUJOCO_GL", "egl")  # (set before MuJoCo and dm_control load)
+from rl_common import (CudaGraphed, ExperimentArgs, ReplayBuffer, all_finite, check_common_args, check_env, evaluate, fail,
+                       load_checkpoint, make_env, save_checkpoint, start_run)
+
 ALGO = "dqs"
 
 
 @dataclass
-class Args:
+class Args(ExperimentArgs):
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment"""
-    seed: int = 1
-    """seed of the experiment"""
-    torch_deterministic: bool = True
-    """if toggled, `torch.backends.cudnn.deterministic=True`"""
-    cuda: bool = True
-    """if toggled, cuda will be used when available"""
-    track: bool = False
-    """if toggled, this experiment will be tracked with Weights and Biases"""
-    wandb_project_name: str = "dqs"
-    """the wandb's project name"""
-    wandb_entity: str | None = None
-    """the entity (team) of wandb's project"""
-    capture_video: bool = False
-    """whether to capture videos of the evaluation episodes (`runs/{run_name}/videos`)"""
-    save_model: bool = False
-    """whether to save a checkpoint at every evaluation and at the end (`runs/{run_name}/{exp_name}.pt`)"""
-    resume: str | None = None
-    """path of a checkpoint written by --save-model to continue from"""
-    eval_every: int = 50_000
-    """evaluate the policy every this many env steps (and always at the end)"""
-    eval_episodes: int = 10
-    """number of episodes per evaluation, on a separate env with its own seed"""
 
     # Algorithm specific arguments: the paper's, with the authors' code defaults
     env_id: str = "Humanoid-v4"
@@ -109,95 +85,19 @@ class Args:
     """speed: torch.compile the networks (forward and backward passes; optimizers stay eager)"""
     matmul_precision: Literal["highest", "high", "medium"] = "highest"
     """speed: torch.set_float32_matmul_precision; 'high' is TF32 on GPUs, 'medium' bf16 products on CPUs"""
-
-
-def fail(message: str):
-    """Bad input ends the run with one line naming the problem and a non-zero exit, not a traceback."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+    cudagraphs: bool = False
+    """speed: replay the acting sampler and the updates as CUDA graphs (CUDA only)"""
 
 
 def check_args(args: Args):
-    positive = ["total_timesteps", "buffer_size", "batch_size", "eval_every", "eval_episodes", "temperature",
-                "temperature_anneal_steps", "num_mc_samples", "num_diffusion_steps", "sigma_min"]
-    optional = ["temperature_final", "mc_chunk_size"]
-    for name in positive + [n for n in optional if getattr(args, n) is not None]:
-        if getattr(args, name) <= 0:
-            fail(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.learning_starts < 0:
-        fail(f"--learning-starts must be non-negative, got {args.learning_starts}")
-    if args.batch_size > args.buffer_size:
-        fail(f"--batch-size ({args.batch_size}) is larger than --buffer-size ({args.buffer_size})")
+    check_common_args(args, ["temperature", "temperature_anneal_steps", "num_mc_samples", "num_diffusion_steps", "sigma_min"],
+                      optional=["temperature_final", "mc_chunk_size"])
     if args.sigma_max <= args.sigma_min:
         fail(f"--sigma-max ({args.sigma_max}) must be larger than --sigma-min ({args.sigma_min})")
 
 
-def gym_make(env_id: str, **kwargs):
-    """gym.make for MuJoCo and DeepMind Control ids, with flat observations (DMC's come as a dict)."""
-    if env_id.startswith("dm_control/"):
-        try:
-            import shimmy
-        except ImportError:
-            fail(f"{env_id} needs DeepMind Control: pip install 'shimmy[dm-control]'")
-        gym.register_envs(shimmy)
-    env = gym.make(env_id, **kwargs)
-    if isinstance(env.observation_space, gym.spaces.Dict):
-        env = gym.wrappers.FlattenObservation(env)
-    return env
-
-
-def make_env(env_id: str, seed: int):
-    def thunk():
-        env = gym.wrappers.RecordEpisodeStatistics(gym_make(env_id))
-        env.action_space.seed(seed)
-        return env
-
-    return thunk
-
-
-def check_env(env_id: str):
-    """Unknown ids and discrete action spaces are caught before anything is built."""
-    try:
-        env = gym_make(env_id)
-    except gym.error.Error as e:
-        fail(f"cannot make env {env_id!r}: {e}")
-    if not isinstance(env.action_space, gym.spaces.Box):
-        fail(f"{env_id} has a {type(env.action_space).__name__} action space; only continuous (Box) actions are supported")
-    env.close()
-
-
 # ---------------------------------------------------------------------------------------------
-# Replay buffer: preallocated tensors on the training device, so sampling a batch never leaves it.
-class ReplayBuffer:
-    def __init__(self, size: int, obs_dim: int, act_dim: int, device: torch.device):
-        self.obs = torch.zeros((size, obs_dim), device=device)
-        self.next_obs = torch.zeros((size, obs_dim), device=device)
-        self.actions = torch.zeros((size, act_dim), device=device)
-        self.rewards = torch.zeros(size, device=device)
-        self.terminations = torch.zeros(size, device=device)
-        self.max_size, self.ptr, self.size, self.device = size, 0, 0, device
-
-    def add(self, obs, next_obs, actions, rewards, terminations, keep):
-        """Adds one vector-env step (arrays with a leading num_envs axis), only the rows where `keep`."""
-        for i in np.flatnonzero(keep):
-            j = self.ptr
-            self.obs[j] = torch.as_tensor(obs[i], device=self.device)
-            self.next_obs[j] = torch.as_tensor(next_obs[i], device=self.device)
-            self.actions[j] = torch.as_tensor(actions[i], device=self.device)
-            self.rewards[j] = float(rewards[i])
-            self.terminations[j] = float(terminations[i])
-            self.ptr = (self.ptr + 1) % self.max_size
-            self.size = min(self.size + 1, self.max_size)
-
-    def sample(self, batch_size: int):
-        idx = torch.randint(0, self.size, (batch_size,), device=self.device)
-        return self.obs[idx], self.actions[idx], self.next_obs[idx], self.rewards[idx], self.terminations[idx]
-
-
-# ---------------------------------------------------------------------------------------------
-# Critic: Q(s, a), two hidden layers of 256. The first layer is split into its state and action
-# columns so that obs (B, 1, obs_dim) broadcasts against actions (B, K, act_dim): K actions share one
-# state encoding instead of K copies of the observation.
+# Critic: Q(s, a), two hidden layers of 256.
 class SoftQNetwork(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, hidden: int = 256):
         super().__init__()
@@ -208,10 +108,16 @@ class SoftQNetwork(nn.Module):
         orthogonal_init(self)
 
     def forward(self, obs, actions):
-        w_s, w_a = self.fc1.weight[:, : self.obs_dim], self.fc1.weight[:, self.obs_dim :]
-        x = F.relu(F.linear(obs, w_s) + F.linear(actions, w_a, self.fc1.bias))
-        x = F.relu(self.fc2(x))
-        return self.fc3(x).squeeze(-1)
+        return self.condition(obs)(actions)
+
+    def condition(self, obs):
+        """This critic at fixed states as a function Q(s, .) of actions; obs (B, 1, obs_dim) against actions
+        (B, K, act_dim) gives the K actions' values at each state. Speed, same function: the first layer is
+        W [s; a] + b = (W_s s + b) + W_a a, and the bracket is computed once for all the K actions (1.17x on
+        the score target at Humanoid sizes, K = 256, docs/speed.md)."""
+        w_s, w_a = self.fc1.weight.split([self.obs_dim, self.fc1.in_features - self.obs_dim], dim=1)
+        fixed = F.linear(obs, w_s, self.fc1.bias)
+        return lambda actions: self.fc3(F.relu(self.fc2(F.relu(fixed + F.linear(actions, w_a))))).squeeze(-1)
 
 
 def orthogonal_init(module: nn.Module):
@@ -295,11 +201,11 @@ class ScoreNetwork(nn.Module):
 #   S_K(a_t) = grad_{a_t} [ logsumexp_i Q(s, a_t + sqrt(h(t)) z_i) / T - log K ]
 #            = sum_i softmax_i(Q_i / T) grad_a Q_i / T,
 # a self-normalised importance-weighted mean of the critic's action-gradients.
-def mc_score_target(q_fn, obs, a_t, t, temperature, num_samples: int, sigma_min: float = 1e-5,
+def mc_score_target(q_at, a_t, t, temperature, num_samples: int, sigma_min: float = 1e-5,
                     sigma_max: float = 1.0, *, form: str = "grad", chunk_size: int | None = None):
-    """S_K for noisy actions a_t (B, act_dim) at times t (B,) for any differentiable critic
-    q_fn(obs, actions) -> Q, called with obs (B, 1, obs_dim) and actions (B, n, act_dim). A constant
-    target: only action-gradients are taken. form="blend" is our lower-variance variant (below)."""
+    """S_K for noisy actions a_t (B, act_dim) at times t (B,), for any differentiable critic at the batch's
+    states q_at(actions (B, n, act_dim)) -> Q (B, n), e.g. SoftQNetwork.condition(obs (B, 1, obs_dim)). A
+    constant target: only action-gradients are taken. form="blend" is our lower-variance variant (below)."""
     batch, act_dim = a_t.shape
     if chunk_size is None:
         chunk_size = max(1, CPU_CHUNK_ROWS // batch) if a_t.device.type == "cpu" else num_samples
@@ -307,7 +213,7 @@ def mc_score_target(q_fn, obs, a_t, t, temperature, num_samples: int, sigma_min:
     sqrt_h = noise_variance(t, sigma_min, sigma_max).sqrt().reshape(batch, 1, 1)
     z = torch.randn(batch, num_samples, act_dim, device=a_t.device, dtype=a_t.dtype)
     a_i = a_t.detach().unsqueeze(1) + sqrt_h * z  # the K perturbed actions, (B, K, act_dim)
-    q, grad_q = values_and_action_grads(q_fn, obs.unsqueeze(1), a_i, chunk_size)  # (B, K), (B, K, act_dim)
+    q, grad_q = values_and_action_grads(q_at, a_i, chunk_size)  # (B, K), (B, K, act_dim)
     w = torch.softmax(q / temperature, dim=1)  # softmax_i(Q_i / T)
     s_k = (w.unsqueeze(-1) * grad_q).sum(1) / temperature
     if form == "blend":
@@ -321,7 +227,7 @@ def mc_score_target(q_fn, obs, a_t, t, temperature, num_samples: int, sigma_min:
 CPU_CHUNK_ROWS = 2048
 
 
-def values_and_action_grads(q_fn, obs, actions, chunk_size: int):
+def values_and_action_grads(q_at, actions, chunk_size: int):
     """Q and grad_a Q at actions (B, K, act_dim), chunk_size samples at a time. Results are written into
     buffers allocated up front: per-chunk lists fragmented the CPU heap (4.7x the peak memory at K = 4096)."""
     q, grad_q = actions.new_empty(actions.shape[:2]), torch.empty_like(actions)
@@ -329,7 +235,7 @@ def values_and_action_grads(q_fn, obs, actions, chunk_size: int):
         chunk = slice(start, start + chunk_size)
         a = actions[:, chunk].detach().requires_grad_(True)
         with torch.enable_grad():
-            q_chunk = q_fn(obs, a)
+            q_chunk = q_at(a)
             grad_q[:, chunk] = torch.autograd.grad(q_chunk.sum(), a)[0]
         q[:, chunk] = q_chunk.detach()
     return q, grad_q
@@ -351,13 +257,13 @@ def blend_with_noise_form(s_k, w, z, sqrt_h):
     return torch.where(sqrt_h > 0, alpha * s_k + (1 - alpha) * z_mean / sqrt_h, s_k)  # t = 0: no noise form
 
 
-def energy_q(q_fn, obs, x, temperature, exact_bounds: bool = False):
+def energy_q(q_at, x, temperature, exact_bounds: bool = False):
     """T log p(x) + const for the density p of the pre-tanh x that the sampler targets (Q/T is the log-density).
     The paper queries Q at the unsquashed x, also outside [-1, 1], so tanh(x) is only roughly Boltzmann. With
     exact bounds a = tanh(x) ~ exp(Q(s, a) / T) on the box: T log p(x) = Q(s, tanh x) + T sum_d log(1 - tanh(x_d)^2)."""
     if not exact_bounds:
-        return q_fn(obs, x)
-    return q_fn(obs, torch.tanh(x)) + temperature * log_det_tanh_jacobian(x)
+        return q_at(x)
+    return q_at(torch.tanh(x)) + temperature * log_det_tanh_jacobian(x)
 
 
 def log_det_tanh_jacobian(x):
@@ -367,14 +273,15 @@ def log_det_tanh_jacobian(x):
 
 # ---------------------------------------------------------------------------------------------
 # The score loss: denoising score matching of noised replay actions against S_K.
-def score_matching_loss(score_net, q_fn, obs, a_0, temperature, num_samples: int, sigma_min: float = 1e-5,
+def score_matching_loss(score_net, q_at, obs, a_0, temperature, num_samples: int, sigma_min: float = 1e-5,
                         sigma_max: float = 1.0, *, form: str = "grad", chunk_size: int | None = None):
-    """t ~ U(0, 1) per row, a_t = a_0 + sqrt(h(t)) eps, lambda(t) = h(t) + 1e-3:
+    """For replay states obs and actions a_0, with q_at the critic at those states (see mc_score_target),
+    t ~ U(0, 1) per row, a_t = a_0 + sqrt(h(t)) eps, lambda(t) = h(t) + 1e-3:
         loss = mean_b lambda(t) mean_d (s_theta(s, a_t, t, T) - S_K(a_t))^2."""
     t = torch.rand(a_0.shape[0], device=a_0.device, dtype=a_0.dtype)
     h_t = noise_variance(t, sigma_min, sigma_max)
     a_t = a_0 + h_t.sqrt().unsqueeze(-1) * torch.randn_like(a_0)
-    target = mc_score_target(q_fn, obs, a_t, t, temperature, num_samples, sigma_min, sigma_max, form=form, chunk_size=chunk_size)
+    target = mc_score_target(q_at, a_t, t, temperature, num_samples, sigma_min, sigma_max, form=form, chunk_size=chunk_size)
     lambda_t = h_t + 1e-3
     return (lambda_t * (score_net(obs, a_t, t, temperature) - target).pow(2).mean(-1)).mean()
 
@@ -406,92 +313,11 @@ def temperature_at(update: int, args: Args) -> float:
     return math.exp((1 - frac) * math.log(args.temperature) + frac * math.log(args.temperature_final))
 
 
-# ---------------------------------------------------------------------------------------------
-# Evaluation on its own env and seed, with actions from the stochastic sampler (as the authors' code).
-def evaluate(act_fn, env_id: str, episodes: int, seed: int, device: torch.device, video: str | None = None) -> np.ndarray:
-    """The returns of `episodes` episodes; with `video` (a path prefix), the first one is recorded as an mp4."""
-    env = gym_make(env_id, render_mode="rgb_array" if video else None)
-    if video:
-        env = gym.wrappers.RecordVideo(env, os.path.dirname(video), name_prefix=os.path.basename(video),
-                                       episode_trigger=lambda episode: episode == 0, disable_logger=True)
-    low, high = env.action_space.low, env.action_space.high
-    returns = []
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=seed + episode)
-        done, episodic_return = False, 0.0
-        while not done:
-            with torch.no_grad():
-                action = act_fn(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])[0].cpu().numpy()
-            obs, reward, terminated, truncated, _ = env.step(low + 0.5 * (action + 1.0) * (high - low))
-            episodic_return += float(reward)
-            done = terminated or truncated
-        returns.append(episodic_return)
-    env.close()
-    return np.array(returns)
-
-
-# ---------------------------------------------------------------------------------------------
-# Checkpoint: everything needed to resume, readable with torch.load(path, weights_only=True).
-def all_finite(modules: dict) -> bool:
-    return all(bool(torch.isfinite(p).all()) for m in modules.values() if isinstance(m, nn.Module) for p in m.parameters())
-
-
-def save_checkpoint(path: str, step: int, num_updates: int, args: Args, modules: dict) -> bool:
-    if not all_finite(modules):
-        return False  # diverged: keep the last good checkpoint rather than overwrite it with NaNs
-    state = {"algo": ALGO, "env_id": args.env_id, "step": step, "num_updates": num_updates, "args": asdict(args)}
-    state.update({name: m.state_dict() if hasattr(m, "state_dict") else m for name, m in modules.items()})
-    torch.save(state, path + ".tmp")
-    os.replace(path + ".tmp", path)  # atomic: a crash while writing never destroys the last good checkpoint
-    return True
-
-
-def load_checkpoint(path: str, args: Args, modules: dict, device: torch.device) -> tuple[int, int]:
-    """Loads every module in place; returns the env step and the number of updates to continue from."""
-    if not os.path.isfile(path):
-        fail(f"checkpoint {path!r} does not exist")
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:
-        fail(f"cannot read checkpoint {path!r}: {type(e).__name__}: {str(e).splitlines()[0]}")
-    if not isinstance(state, dict) or state.get("algo") != ALGO:
-        fail(f"checkpoint {path!r} was not written by {ALGO} (found {state.get('algo') if isinstance(state, dict) else type(state).__name__})")
-    if state["env_id"] != args.env_id:
-        fail(f"checkpoint {path!r} is for {state['env_id']}, not {args.env_id}")
-    for name, m in modules.items():
-        if isinstance(m, torch.Tensor):
-            with torch.no_grad():
-                m.copy_(state[name])
-        else:
-            m.load_state_dict(state[name])
-    return int(state["step"]), int(state.get("num_updates", 0))
-
-
 if __name__ == "__main__":
     args = tyro.cli(Args)
     check_args(args)
     check_env(args.env_id)
-    run_name = f"{args.env_id.replace('/', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    # a resumed run keeps writing into the folder of its checkpoint
-    run_dir = os.path.dirname(os.path.abspath(args.resume)) if args.resume else os.path.join("runs", run_name)
-    run_name = os.path.basename(run_dir)
-    if args.track:
-        try:
-            import wandb
-        except ImportError:
-            fail("--track needs Weights and Biases: pip install wandb")
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
-                   config=vars(args), name=run_name, save_code=True)
-    os.makedirs(run_dir, exist_ok=True)
-    writer = SummaryWriter(run_dir)
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{k}|{v}|" for k, v in vars(args).items()])))
-
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    torch.set_float32_matmul_precision(args.matmul_precision)
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    run_dir, writer, device = start_run(args, ALGO)
 
     # env setup: one env in a vector env, NEXT_STEP autoreset (Gymnasium 1.x default)
     envs = gym.vector.SyncVectorEnv([make_env(args.env_id, args.seed)], autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
@@ -506,8 +332,8 @@ if __name__ == "__main__":
     qf2_target = SoftQNetwork(obs_dim, act_dim).to(device)
     qf1_target.load_state_dict(qf1.state_dict())
     qf2_target.load_state_dict(qf2.state_dict())
-    q_optimizer = torch.optim.Adam(list(qf1.parameters()) + list(qf2.parameters()), lr=args.q_lr)
-    score_optimizer = torch.optim.Adam(list(score_net.parameters()), lr=args.score_lr)
+    q_optimizer = torch.optim.Adam(list(qf1.parameters()) + list(qf2.parameters()), lr=args.q_lr, capturable=args.cudagraphs)
+    score_optimizer = torch.optim.Adam(list(score_net.parameters()), lr=args.score_lr, capturable=args.cudagraphs)
     if args.compile:  # in place: the parameters and the checkpoint's keys stay those of the eager modules
         for m in (score_net, qf1, qf2, qf1_target, qf2_target):
             m.compile()
@@ -521,11 +347,12 @@ if __name__ == "__main__":
                            args.sigma_min, args.sigma_max, device=device)
         return torch.tanh(x)
 
-    def q_energy(obs, x):
-        """Q as the estimator sees it: the min of the *online* critics (the targets lag by design; the policy
-        should follow the critic being learned now), through their eager forward also under --compile
-        (compiled, this input-gradient pass ran slower on the CPU, docs/speed.md)."""
-        return energy_q(lambda o, a: torch.min(qf1.forward(o, a), qf2.forward(o, a)), obs, x, temperature, args.exact_bounds)
+    def q_energy_at(obs):
+        """Q as the estimator sees it at these states (B, 1, obs_dim): the min of the *online* critics (the
+        targets lag by design; the policy should follow the critic being learned now), through their eager
+        forward also under --compile (compiled, this input-gradient pass ran slower on the CPU, docs/speed.md)."""
+        q1_at, q2_at = qf1.condition(obs), qf2.condition(obs)
+        return lambda x: energy_q(lambda a: torch.min(q1_at(a), q2_at(a)), x, temperature, args.exact_bounds)
 
     def update_critic(b_obs, b_actions, b_next_obs, b_rewards, b_terminations):
         with torch.no_grad():
@@ -550,7 +377,7 @@ if __name__ == "__main__":
     def update_score(b_obs, b_actions):
         """The score step, on the critic just updated; with exact bounds the diffusion lives in pre-tanh space."""
         a_0 = torch.atanh(b_actions.clamp(-1 + 1e-6, 1 - 1e-6)) if args.exact_bounds else b_actions
-        score_loss = score_matching_loss(score_net, q_energy, b_obs, a_0, temperature, args.num_mc_samples, args.sigma_min,
+        score_loss = score_matching_loss(score_net, q_energy_at(b_obs.unsqueeze(1)), b_obs, a_0, temperature, args.num_mc_samples, args.sigma_min,
                                          args.sigma_max, form=args.score_target, chunk_size=args.mc_chunk_size)
         score_optimizer.zero_grad()
         score_loss.backward()
@@ -558,7 +385,10 @@ if __name__ == "__main__":
         return {"score_loss": score_loss}
 
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
-    start_step, num_updates = load_checkpoint(args.resume, args, modules, device) if args.resume else (0, 0)
+    start_step, num_updates = load_checkpoint(args.resume, ALGO, args, modules, device) if args.resume else (0, 0)
+    policy = act  # acting on the env's states (the backup calls act itself)
+    if args.cudagraphs:  # captured after --resume has loaded the optimizers' state
+        policy, update_critic, update_score = CudaGraphed(act), CudaGraphed(update_critic), CudaGraphed(update_score)
     ckpt_path = os.path.join(run_dir, f"{args.exp_name}.pt")
     video_path = os.path.join(run_dir, "videos", "eval-step{}") if args.capture_video else None
     start_time = time.time()
@@ -578,7 +408,7 @@ if __name__ == "__main__":
                 actions = np.random.uniform(-1.0, 1.0, (envs.num_envs, act_dim)).astype(np.float32)
             else:
                 with torch.no_grad():
-                    actions = act(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
+                    actions = policy(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
 
             # TRY NOT TO MODIFY: execute the game and log data.
             next_obs, rewards, terminations, truncations, infos = envs.step(low + 0.5 * (actions + 1.0) * (high - low))
@@ -602,8 +432,7 @@ if __name__ == "__main__":
                     first_update_step, first_update_time = global_step, time.time()
                 b_obs, b_actions, b_next_obs, b_rewards, b_terminations = rb.sample(args.batch_size)
                 temperature.fill_(temperature_at(num_updates, args))
-                losses = update_critic(b_obs, b_actions, b_next_obs, b_rewards, b_terminations)
-                losses.update(update_score(b_obs, b_actions))
+                losses = {**update_critic(b_obs, b_actions, b_next_obs, b_rewards, b_terminations), **update_score(b_obs, b_actions)}
                 num_updates += 1
 
                 # update the target networks
@@ -633,12 +462,12 @@ if __name__ == "__main__":
                 if not all_finite(modules):
                     diverged = f"non-finite network weights at step {global_step + 1}"
                     break
-                eval_returns = evaluate(act, args.env_id, args.eval_episodes, args.seed + 10_000, device,
+                eval_returns = evaluate(policy, args.env_id, args.eval_episodes, args.seed + 10_000, device,
                                         video_path and video_path.format(global_step + 1))
                 last_eval_step = global_step + 1
                 writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step + 1)
                 if args.save_model:
-                    save_checkpoint(ckpt_path, global_step + 1, num_updates, args, modules)
+                    save_checkpoint(ckpt_path, ALGO, global_step + 1, num_updates, args, modules)
         else:
             global_step = args.total_timesteps
     except KeyboardInterrupt:
@@ -649,10 +478,10 @@ if __name__ == "__main__":
     # the end of a run: a final evaluation, checkpoint and summary (also after Ctrl-C or SIGTERM, never after NaN)
     if diverged is None:
         if last_eval_step != global_step:
-            eval_returns = evaluate(act, args.env_id, args.eval_episodes, args.seed + 10_000, device,
+            eval_returns = evaluate(policy, args.env_id, args.eval_episodes, args.seed + 10_000, device,
                                     video_path and video_path.format(global_step))
             writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step)
-        if args.save_model and save_checkpoint(ckpt_path, global_step, num_updates, args, modules):
+        if args.save_model and save_checkpoint(ckpt_path, ALGO, global_step, num_updates, args, modules):
             print(f"model saved to {ckpt_path}")
     wall_time = time.time() - start_time
     update_sps = (global_step - first_update_step) / (loop_end_time - first_update_time) if first_update_step is not None else None

@@ -11,9 +11,7 @@ env's bounds are applied only when stepping the env.
 """
 import json
 import os
-import random
 import signal
-import sys
 import time
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -24,40 +22,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import tyro
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):  # headless: render offscreen for --capture-video
-    os.environ.setdefault("MUJOCO_GL", "egl")  # (set before MuJoCo and dm_control load)
+from rl_common import (CudaGraphed, ExperimentArgs, ReplayBuffer, all_finite, check_common_args, check_env, evaluate, fail,
+                       load_checkpoint, make_env, save_checkpoint, start_run)
+
 ALGO = "sac"
 
 
 @dataclass
-class Args:
+class Args(ExperimentArgs):
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment"""
-    seed: int = 1
-    """seed of the experiment"""
-    torch_deterministic: bool = True
-    """if toggled, `torch.backends.cudnn.deterministic=True`"""
-    cuda: bool = True
-    """if toggled, cuda will be used when available"""
-    track: bool = False
-    """if toggled, this experiment will be tracked with Weights and Biases"""
-    wandb_project_name: str = "dqs"
-    """the wandb's project name"""
-    wandb_entity: str | None = None
-    """the entity (team) of wandb's project"""
-    capture_video: bool = False
-    """whether to capture videos of the evaluation episodes (`runs/{run_name}/videos`)"""
-    save_model: bool = False
-    """whether to save a checkpoint at every evaluation and at the end (`runs/{run_name}/{exp_name}.pt`)"""
-    resume: str | None = None
-    """path of a checkpoint written by --save-model to continue from"""
-    eval_every: int = 50_000
-    """evaluate the policy every this many env steps (and always at the end)"""
-    eval_episodes: int = 10
-    """number of episodes per evaluation, on a separate env with its own seed"""
 
     # Algorithm specific arguments: CleanRL's defaults
     env_id: str = "Humanoid-v4"
@@ -90,102 +66,25 @@ class Args:
     """speed: torch.compile the networks (forward and backward passes; optimizers stay eager)"""
     matmul_precision: Literal["highest", "high", "medium"] = "highest"
     """speed: torch.set_float32_matmul_precision; 'high' is TF32 on GPUs, 'medium' bf16 products on CPUs"""
-
-
-def fail(message: str):
-    """Bad input ends the run with one line naming the problem and a non-zero exit, not a traceback."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+    cudagraphs: bool = False
+    """speed: replay the acting sampler and the updates as CUDA graphs (CUDA only)"""
 
 
 def check_args(args: Args):
-    positive = ["total_timesteps", "buffer_size", "batch_size", "eval_every", "eval_episodes"]
-    for name in positive:
-        if getattr(args, name) <= 0:
-            fail(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.learning_starts < 0:
-        fail(f"--learning-starts must be non-negative, got {args.learning_starts}")
-    if args.batch_size > args.buffer_size:
-        fail(f"--batch-size ({args.batch_size}) is larger than --buffer-size ({args.buffer_size})")
-
-
-def gym_make(env_id: str, **kwargs):
-    """gym.make for MuJoCo and DeepMind Control ids, with flat observations (DMC's come as a dict)."""
-    if env_id.startswith("dm_control/"):
-        try:
-            import shimmy
-        except ImportError:
-            fail(f"{env_id} needs DeepMind Control: pip install 'shimmy[dm-control]'")
-        gym.register_envs(shimmy)
-    env = gym.make(env_id, **kwargs)
-    if isinstance(env.observation_space, gym.spaces.Dict):
-        env = gym.wrappers.FlattenObservation(env)
-    return env
-
-
-def make_env(env_id: str, seed: int):
-    def thunk():
-        env = gym.wrappers.RecordEpisodeStatistics(gym_make(env_id))
-        env.action_space.seed(seed)
-        return env
-
-    return thunk
-
-
-def check_env(env_id: str):
-    """Unknown ids and discrete action spaces are caught before anything is built."""
-    try:
-        env = gym_make(env_id)
-    except gym.error.Error as e:
-        fail(f"cannot make env {env_id!r}: {e}")
-    if not isinstance(env.action_space, gym.spaces.Box):
-        fail(f"{env_id} has a {type(env.action_space).__name__} action space; only continuous (Box) actions are supported")
-    env.close()
+    check_common_args(args)
 
 
 # ---------------------------------------------------------------------------------------------
-# Replay buffer: preallocated tensors on the training device, so sampling a batch never leaves it.
-class ReplayBuffer:
-    def __init__(self, size: int, obs_dim: int, act_dim: int, device: torch.device):
-        self.obs = torch.zeros((size, obs_dim), device=device)
-        self.next_obs = torch.zeros((size, obs_dim), device=device)
-        self.actions = torch.zeros((size, act_dim), device=device)
-        self.rewards = torch.zeros(size, device=device)
-        self.terminations = torch.zeros(size, device=device)
-        self.max_size, self.ptr, self.size, self.device = size, 0, 0, device
-
-    def add(self, obs, next_obs, actions, rewards, terminations, keep):
-        """Adds one vector-env step (arrays with a leading num_envs axis), only the rows where `keep`."""
-        for i in np.flatnonzero(keep):
-            j = self.ptr
-            self.obs[j] = torch.as_tensor(obs[i], device=self.device)
-            self.next_obs[j] = torch.as_tensor(next_obs[i], device=self.device)
-            self.actions[j] = torch.as_tensor(actions[i], device=self.device)
-            self.rewards[j] = float(rewards[i])
-            self.terminations[j] = float(terminations[i])
-            self.ptr = (self.ptr + 1) % self.max_size
-            self.size = min(self.size + 1, self.max_size)
-
-    def sample(self, batch_size: int):
-        idx = torch.randint(0, self.size, (batch_size,), device=self.device)
-        return self.obs[idx], self.actions[idx], self.next_obs[idx], self.rewards[idx], self.terminations[idx]
-
-
-# ---------------------------------------------------------------------------------------------
-# Critic: Q(s, a), two hidden layers of 256. The first layer is split into its state and action
-# columns so that obs (B, 1, obs_dim) broadcasts against actions (B, K, act_dim): K actions share one
-# state encoding instead of K copies of the observation.
+# Critic: Q(s, a), two hidden layers of 256.
 class SoftQNetwork(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, hidden: int = 256):
         super().__init__()
-        self.obs_dim = obs_dim
         self.fc1 = nn.Linear(obs_dim + act_dim, hidden)
         self.fc2 = nn.Linear(hidden, hidden)
         self.fc3 = nn.Linear(hidden, 1)
 
     def forward(self, obs, actions):
-        w_s, w_a = self.fc1.weight[:, : self.obs_dim], self.fc1.weight[:, self.obs_dim :]
-        x = F.relu(F.linear(obs, w_s) + F.linear(actions, w_a, self.fc1.bias))
+        x = F.relu(self.fc1(torch.cat([obs, actions], -1)))
         x = F.relu(self.fc2(x))
         return self.fc3(x).squeeze(-1)
 
@@ -214,7 +113,7 @@ class Actor(nn.Module):
     def get_action(self, obs):
         """Returns a sampled action in [-1, 1]^d, its log-probability and the deterministic tanh(mean)."""
         mean, log_std = self(obs)
-        normal = torch.distributions.Normal(mean, log_std.exp())
+        normal = torch.distributions.Normal(mean, log_std.exp(), validate_args=False)  # no check: no host sync
         x_t = normal.rsample()  # reparameterisation trick
         y_t = torch.tanh(x_t)
         # change of variables for the tanh squashing; 1e-6 keeps the log finite at |y| = 1
@@ -222,92 +121,11 @@ class Actor(nn.Module):
         return y_t, log_prob, torch.tanh(mean)
 
 
-# ---------------------------------------------------------------------------------------------
-# Evaluation on its own env and seed, with the deterministic action tanh(mean).
-def evaluate(act_fn, env_id: str, episodes: int, seed: int, device: torch.device, video: str | None = None) -> np.ndarray:
-    """The returns of `episodes` episodes; with `video` (a path prefix), the first one is recorded as an mp4."""
-    env = gym_make(env_id, render_mode="rgb_array" if video else None)
-    if video:
-        env = gym.wrappers.RecordVideo(env, os.path.dirname(video), name_prefix=os.path.basename(video),
-                                       episode_trigger=lambda episode: episode == 0, disable_logger=True)
-    low, high = env.action_space.low, env.action_space.high
-    returns = []
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=seed + episode)
-        done, episodic_return = False, 0.0
-        while not done:
-            with torch.no_grad():
-                action = act_fn(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])[0].cpu().numpy()
-            obs, reward, terminated, truncated, _ = env.step(low + 0.5 * (action + 1.0) * (high - low))
-            episodic_return += float(reward)
-            done = terminated or truncated
-        returns.append(episodic_return)
-    env.close()
-    return np.array(returns)
-
-
-# ---------------------------------------------------------------------------------------------
-# Checkpoint: everything needed to resume, readable with torch.load(path, weights_only=True).
-def all_finite(modules: dict) -> bool:
-    return all(bool(torch.isfinite(p).all()) for m in modules.values() if isinstance(m, nn.Module) for p in m.parameters())
-
-
-def save_checkpoint(path: str, step: int, num_updates: int, args: Args, modules: dict) -> bool:
-    if not all_finite(modules):
-        return False  # diverged: keep the last good checkpoint rather than overwrite it with NaNs
-    state = {"algo": ALGO, "env_id": args.env_id, "step": step, "num_updates": num_updates, "args": asdict(args)}
-    state.update({name: m.state_dict() if hasattr(m, "state_dict") else m for name, m in modules.items()})
-    torch.save(state, path + ".tmp")
-    os.replace(path + ".tmp", path)  # atomic: a crash while writing never destroys the last good checkpoint
-    return True
-
-
-def load_checkpoint(path: str, args: Args, modules: dict, device: torch.device) -> tuple[int, int]:
-    """Loads every module in place; returns the env step and the number of updates to continue from."""
-    if not os.path.isfile(path):
-        fail(f"checkpoint {path!r} does not exist")
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:
-        fail(f"cannot read checkpoint {path!r}: {type(e).__name__}: {str(e).splitlines()[0]}")
-    if not isinstance(state, dict) or state.get("algo") != ALGO:
-        fail(f"checkpoint {path!r} was not written by {ALGO} (found {state.get('algo') if isinstance(state, dict) else type(state).__name__})")
-    if state["env_id"] != args.env_id:
-        fail(f"checkpoint {path!r} is for {state['env_id']}, not {args.env_id}")
-    for name, m in modules.items():
-        if isinstance(m, torch.Tensor):
-            with torch.no_grad():
-                m.copy_(state[name])
-        else:
-            m.load_state_dict(state[name])
-    return int(state["step"]), int(state.get("num_updates", 0))
-
-
 if __name__ == "__main__":
     args = tyro.cli(Args)
     check_args(args)
     check_env(args.env_id)
-    run_name = f"{args.env_id.replace('/', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    # a resumed run keeps writing into the folder of its checkpoint
-    run_dir = os.path.dirname(os.path.abspath(args.resume)) if args.resume else os.path.join("runs", run_name)
-    run_name = os.path.basename(run_dir)
-    if args.track:
-        try:
-            import wandb
-        except ImportError:
-            fail("--track needs Weights and Biases: pip install wandb")
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
-                   config=vars(args), name=run_name, save_code=True)
-    os.makedirs(run_dir, exist_ok=True)
-    writer = SummaryWriter(run_dir)
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{k}|{v}|" for k, v in vars(args).items()])))
-
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    torch.set_float32_matmul_precision(args.matmul_precision)
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    run_dir, writer, device = start_run(args, ALGO)
 
     # env setup: one env in a vector env, NEXT_STEP autoreset (Gymnasium 1.x default)
     envs = gym.vector.SyncVectorEnv([make_env(args.env_id, args.seed)], autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
@@ -322,8 +140,8 @@ if __name__ == "__main__":
     qf2_target = SoftQNetwork(obs_dim, act_dim).to(device)
     qf1_target.load_state_dict(qf1.state_dict())
     qf2_target.load_state_dict(qf2.state_dict())
-    q_optimizer = torch.optim.Adam(list(qf1.parameters()) + list(qf2.parameters()), lr=args.q_lr)
-    actor_optimizer = torch.optim.Adam(list(actor.parameters()), lr=args.policy_lr)
+    q_optimizer = torch.optim.Adam(list(qf1.parameters()) + list(qf2.parameters()), lr=args.q_lr, capturable=args.cudagraphs)
+    actor_optimizer = torch.optim.Adam(list(actor.parameters()), lr=args.policy_lr, capturable=args.cudagraphs)
     if args.compile:  # in place: the parameters and the checkpoint's keys stay those of the eager modules
         for m in (actor, qf1, qf2, qf1_target, qf2_target):
             m.compile()
@@ -331,7 +149,7 @@ if __name__ == "__main__":
     # Automatic entropy tuning: target entropy -|A| (Haarnoja et al. 2018b)
     target_entropy = -float(act_dim)
     log_alpha = torch.full((1,), float(np.log(args.alpha)), device=device, requires_grad=True)
-    a_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr)
+    a_optimizer = torch.optim.Adam([log_alpha], lr=args.q_lr, capturable=args.cudagraphs)
     modules = {"actor": actor, "qf1": qf1, "qf2": qf2, "qf1_target": qf1_target, "qf2_target": qf2_target,
                "q_optimizer": q_optimizer, "actor_optimizer": actor_optimizer, "log_alpha": log_alpha,
                "a_optimizer": a_optimizer}
@@ -380,7 +198,9 @@ if __name__ == "__main__":
         return losses
 
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
-    start_step, num_updates = load_checkpoint(args.resume, args, modules, device) if args.resume else (0, 0)
+    start_step, num_updates = load_checkpoint(args.resume, ALGO, args, modules, device) if args.resume else (0, 0)
+    if args.cudagraphs:  # captured after --resume has loaded the optimizers' state
+        act, act_eval, update_critic, update_actor = (CudaGraphed(f) for f in (act, act_eval, update_critic, update_actor))
     ckpt_path = os.path.join(run_dir, f"{args.exp_name}.pt")
     video_path = os.path.join(run_dir, "videos", "eval-step{}") if args.capture_video else None
     start_time = time.time()
@@ -427,7 +247,7 @@ if __name__ == "__main__":
                 if global_step % args.policy_frequency == 0:  # TD3 delayed update support
                     for _ in range(args.policy_frequency):  # compensate for the delay with `policy_frequency` updates
                         actor_losses = update_actor(b_obs)
-                    losses.update(actor_losses)
+                    losses = {**losses, **actor_losses}
                 num_updates += 1
 
                 # update the target networks
@@ -461,7 +281,7 @@ if __name__ == "__main__":
                 last_eval_step = global_step + 1
                 writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step + 1)
                 if args.save_model:
-                    save_checkpoint(ckpt_path, global_step + 1, num_updates, args, modules)
+                    save_checkpoint(ckpt_path, ALGO, global_step + 1, num_updates, args, modules)
         else:
             global_step = args.total_timesteps
     except KeyboardInterrupt:
@@ -475,7 +295,7 @@ if __name__ == "__main__":
             eval_returns = evaluate(act_eval, args.env_id, args.eval_episodes, args.seed + 10_000, device,
                                     video_path and video_path.format(global_step))
             writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step)
-        if args.save_model and save_checkpoint(ckpt_path, global_step, num_updates, args, modules):
+        if args.save_model and save_checkpoint(ckpt_path, ALGO, global_step, num_updates, args, modules):
             print(f"model saved to {ckpt_path}")
     wall_time = time.time() - start_time
     update_sps = (global_step - first_update_step) / (loop_end_time - first_update_time) if first_update_step is not None else None

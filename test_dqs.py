@@ -141,8 +141,8 @@ def test_mc_score_target_matches_gaussian_closed_form(h_target, form):
 
     def estimate(form):
         torch.manual_seed(0)
-        return dqs.mc_score_target(q_fn, obs, a_t, torch.full((R,), t, dtype=torch.float64), T, K, sigma_min,
-                                   sigma_max, form=form)
+        return dqs.mc_score_target(lambda a: q_fn(obs.unsqueeze(1), a), a_t, torch.full((R,), t, dtype=torch.float64), T, K,
+                                   sigma_min, sigma_max, form=form)
 
     est = estimate(form)
     exact = -(a_t[0] - mu) / (v0 + h_target)
@@ -172,7 +172,7 @@ def test_blended_score_target_has_far_less_variance_where_the_weights_concentrat
     variances = {}
     for form in ("grad", "blend"):
         torch.manual_seed(0)
-        variances[form] = float(dqs.mc_score_target(q_fn, obs, a_t, t, T, K, form=form).var())
+        variances[form] = float(dqs.mc_score_target(lambda a: q_fn(obs, a), a_t, t, T, K, form=form).var())
     # the regime in question: the weights concentrate (effective sample size 1 / sum w^2 well under K)
     w = torch.softmax(q_fn(None, a_t.unsqueeze(1) + torch.randn(R, K, 1, dtype=torch.float64)) / T, dim=1)
     assert (1 / w.pow(2).sum(1)).mean() < K / 4
@@ -180,33 +180,37 @@ def test_blended_score_target_has_far_less_variance_where_the_weights_concentrat
 
 
 def test_mc_score_target_at_t0_is_the_critic_gradient_chunked_or_not():
-    """At t = 0 no noise is added, so every one of the K samples is a_t and S_K = grad_a Q / T exactly."""
+    """At t = 0 no noise is added, so every one of the K samples is a_t and S_K = grad_a Q / T exactly; the
+    critic at fixed states (SoftQNetwork.condition, its state part computed once) is its forward."""
     torch.manual_seed(0)
-    q = dqs.SoftQNetwork(3, 2).double()
+    critic = dqs.SoftQNetwork(3, 2).double()
     obs, a_t, t, T = torch.randn(16, 3).double(), torch.randn(16, 2).double(), torch.zeros(16).double(), 0.1
+    q = critic.condition(obs.unsqueeze(1))
     a = a_t.clone().requires_grad_(True)
-    (exact,) = torch.autograd.grad(q(obs, a).sum(), a)
-    full = dqs.mc_score_target(q, obs, a_t, t, T, 64, chunk_size=64)
-    chunked = dqs.mc_score_target(q, obs, a_t, t, T, 64, chunk_size=10)
-    default = dqs.mc_score_target(q, obs, a_t, t, T, 64)  # on the CPU: chunks of CPU_CHUNK_ROWS // 16 samples
+    (exact,) = torch.autograd.grad(critic(obs, a).sum(), a)
+    many = torch.randn(16, 5, 2).double()
+    torch.testing.assert_close(q(many), critic(obs.unsqueeze(1).expand(-1, 5, -1).reshape(80, 3), many.reshape(80, 2)).reshape(16, 5))
+    full = dqs.mc_score_target(q, a_t, t, T, 64, chunk_size=64)
+    chunked = dqs.mc_score_target(q, a_t, t, T, 64, chunk_size=10)
+    default = dqs.mc_score_target(q, a_t, t, T, 64)  # on the CPU: chunks of CPU_CHUNK_ROWS // 16 samples
     torch.testing.assert_close(full, exact / T)
     torch.testing.assert_close(chunked, exact / T)
     torch.testing.assert_close(default, exact / T)
-    torch.testing.assert_close(dqs.mc_score_target(q, obs, a_t, t, T, 64, form="blend"), exact / T)  # alpha = 1 at h = 0
-    assert all(p.grad is None for p in q.parameters())  # action-gradients only, no parameter gradients
+    torch.testing.assert_close(dqs.mc_score_target(q, a_t, t, T, 64, form="blend"), exact / T)  # alpha = 1 at h = 0
+    assert all(p.grad is None for p in critic.parameters())  # action-gradients only, no parameter gradients
     # at t > 0 the chunk size changes neither the draws nor the estimate
     t = torch.full((16,), 0.7).double()
     estimates = []
     for chunk_size in (None, 7, 64):
         torch.manual_seed(1)
-        estimates.append(dqs.mc_score_target(q, obs, a_t, t, T, 64, chunk_size=chunk_size))
+        estimates.append(dqs.mc_score_target(q, a_t, t, T, 64, chunk_size=chunk_size))
     torch.testing.assert_close(estimates[0], estimates[2])
     torch.testing.assert_close(estimates[1], estimates[2])
     # with a single sample there is no spread to blend on: the blend is S_K itself
     single = []
     for form in ("grad", "blend"):
         torch.manual_seed(2)
-        single.append(dqs.mc_score_target(q, obs, a_t, t, T, 1, form=form))
+        single.append(dqs.mc_score_target(q, a_t, t, T, 1, form=form))
     torch.testing.assert_close(single[0], single[1])
 
 
@@ -347,6 +351,41 @@ def test_speed_switches_run_and_a_compiled_checkpoint_resumes_eager(script, tmp_
     assert read_run(tmp_path)[1]["global_step"] == 250
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_cuda_graphed_update_matches_eager_and_replays_draw_fresh_noise():
+    """--cudagraphs replays the eager function's kernels: from the same state and seed, six graphed score
+    updates (three eager warm-ups, a capture, replays) land on the eager parameters; a graphed sampler's
+    replays draw new noise each time."""
+    device = torch.device("cuda")
+    obs, a_0 = torch.randn(6, 32, 5, device=device), torch.rand(6, 32, 2, device=device) * 2 - 1
+
+    def make():
+        torch.manual_seed(0)
+        net, critic = dqs.ScoreNetwork(5, 2).to(device), dqs.SoftQNetwork(5, 2).to(device)
+        optimizer = torch.optim.Adam(net.parameters(), lr=3e-4, capturable=True)
+
+        def update(o, a):
+            loss = dqs.score_matching_loss(net, critic.condition(o.unsqueeze(1)), o, a, 0.05, 16)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            return loss
+
+        return net, update
+
+    (eager_net, eager_update), (graphed_net, update) = make(), make()
+    graphed_update = dqs.CudaGraphed(update)
+    for net_update in (eager_update, graphed_update):
+        torch.manual_seed(1)
+        for i in range(6):
+            net_update(obs[i], a_0[i])
+    for p, q in zip(eager_net.parameters(), graphed_net.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-6, atol=1e-7)
+    sampler = dqs.CudaGraphed(lambda o: dqs.sample_actions(graphed_net.condition(o, 0.05), (1, 2), 10, device=device), warmup=1)
+    draws = [sampler(obs[0, :1]).clone() for _ in range(3)]  # a warm-up, the capture's replay, a replay
+    assert not torch.equal(draws[1], draws[2])
+
+
 def test_oracle_shadow_diagnostic_reports(tmp_path):
     # docs/scripts/oracle_shadow.py is the diagnosis of DQS on InvertedPendulum (docs/diagnosis.md): built on dqs's
     # own pieces, it must run and report the shadow score network's fidelity
@@ -447,6 +486,7 @@ def assert_clean_error(out, *words):
     (["--batch-size", "512", "--buffer-size", "100"], ["--batch-size", "--buffer-size"]),
     (["--resume", "no/such/checkpoint.pt"], ["does not exist"]),
     (["--env-id", "dm_control/no-such-task-v0"], ["no-such-task"]),
+    (["--cudagraphs", "--no-cuda"], ["--cudagraphs", "CUDA"]),
 ] + ([] if importlib.util.find_spec("wandb") else [(["--track"], ["pip install wandb"])]))
 def test_bad_input(script, flags, words, tmp_path):
     out = run_script(script, "--env-id", "InvertedPendulum-v4", *flags, cwd=tmp_path, timeout=60)

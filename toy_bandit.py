@@ -188,10 +188,8 @@ def estimator_driven_actions(reward_fn, n: int, num_samples: int, num_steps: int
                              sigma_min: float = 1e-5, sigma_max: float = 1.0, seed: int = 0):
     """Executed actions tanh(x) of dqs.py's sampler driven by dqs.py's Monte-Carlo score target of the
     true reward itself (no critic, no network): what DQS samples if its score network fits its target."""
-    obs = torch.zeros(n, 1)
-
     def score(x, t):
-        return mc_score_target(lambda o, a: reward_fn(a).to(a.dtype), obs, x, t.expand(n), temperature, num_samples, sigma_min, sigma_max)
+        return mc_score_target(lambda a: reward_fn(a).to(a.dtype), x, t.expand(n), temperature, num_samples, sigma_min, sigma_max)
 
     torch.manual_seed(seed)
     return torch.tanh(sample_actions(score, (n, 2), num_steps, sigma_min, sigma_max))
@@ -239,11 +237,10 @@ def train_dqs(args: Args, reward_fn, progress: bool = True):
     data = Data(args.warmup + (args.iterations // args.collect_every + 1) * args.collect, reward_fn, args.warmup)
     obs = torch.zeros(args.batch_size, 1)
 
-    def q_min(o, a):
-        return reward_fn(a).to(a.dtype) if args.true_reward else torch.min(qf1(o, a), qf2(o, a))
-
-    def q_energy(o, x):  # as in dqs.py: T log p(x) up to a constant
-        return energy_q(q_min, o, x, T, args.exact_bounds)
+    def q_energy_at(o):  # as in dqs.py: T log p(x) up to a constant, at the states o (B, 1, 1)
+        q1_at, q2_at = qf1.condition(o), qf2.condition(o)
+        q_min = (lambda a: reward_fn(a).to(a.dtype)) if args.true_reward else (lambda a: torch.min(q1_at(a), q2_at(a)))
+        return lambda x: energy_q(q_min, x, T, args.exact_bounds)
 
     def act(n: int, num_steps: int):
         x = sample_actions(score_net.condition(torch.zeros(n, 1), T), (n, 2), num_steps, args.sigma_min, args.sigma_max)
@@ -258,7 +255,7 @@ def train_dqs(args: Args, reward_fn, progress: bool = True):
 
         # score step, as in dqs.py: denoising score matching of noised executed actions against S_K
         a_0 = torch.atanh(b_actions.clamp(-1 + 1e-6, 1 - 1e-6)) if args.exact_bounds else b_actions
-        score_loss = score_matching_loss(score_net, q_energy, obs, a_0, T, args.num_mc_samples, args.sigma_min, args.sigma_max)
+        score_loss = score_matching_loss(score_net, q_energy_at(obs.unsqueeze(1)), obs, a_0, T, args.num_mc_samples, args.sigma_min, args.sigma_max)
         score_optimizer.zero_grad()
         score_loss.backward()
         score_optimizer.step()

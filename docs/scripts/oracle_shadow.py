@@ -122,7 +122,7 @@ if __name__ == "__main__":
             if args.shadow:  # dqs.py's score step, on the critic just updated
                 a_0 = torch.atanh(b_actions.clamp(-1 + 1e-6, 1 - 1e-6)) if args.exact_bounds else b_actions
                 score_loss = dqs.score_matching_loss(
-                    score_net, lambda o, x: dqs.energy_q(q_min, o, x, temperature, args.exact_bounds), b_obs, a_0, temperature,
+                    score_net, lambda x: dqs.energy_q(lambda a: q_min(b_obs.unsqueeze(1), a), x, temperature, args.exact_bounds), b_obs, a_0, temperature,
                     args.num_mc_samples, args.sigma_min, args.sigma_max, form=args.score_target, chunk_size=args.mc_chunk_size)
                 score_optimizer.zero_grad()
                 score_loss.backward()

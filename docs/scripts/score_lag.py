@@ -205,7 +205,7 @@ def mc_target(energy, obs, x_t, t, temperature, k, form):
     """The Monte-Carlo score target with K samples: 'grad' and 'blend' are dqs.mc_score_target's forms (the
     paper's S_K and the opt-in blend); 'noise' is the same weights on z alone, E_w[z] / sqrt(h(t))."""
     if form in ("grad", "blend"):
-        return dqs.mc_score_target(energy, obs, x_t, t, temperature, k, form=form)
+        return dqs.mc_score_target(lambda x: energy(obs.unsqueeze(1), x), x_t, t, temperature, k, form=form)
     h = dqs.noise_variance(t).reshape(-1, 1, 1)
     z = torch.randn(x_t.shape[0], k, x_t.shape[1])
     w = torch.softmax(energy(obs.unsqueeze(1), x_t.unsqueeze(1) + h.sqrt() * z) / temperature, 1).unsqueeze(-1)
