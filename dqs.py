@@ -317,7 +317,7 @@ if __name__ == "__main__":
     args = tyro.cli(Args)
     check_args(args)
     check_env(args.env_id)
-    run_dir, writer, device = start_run(args, ALGO)
+    run_dir, writer, device = start_run(args)
 
     # env setup: one env in a vector env, NEXT_STEP autoreset (Gymnasium 1.x default)
     envs = gym.vector.SyncVectorEnv([make_env(args.env_id, args.seed)], autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
@@ -431,7 +431,8 @@ if __name__ == "__main__":
                 if first_update_step is None:
                     first_update_step, first_update_time = global_step, time.time()
                 b_obs, b_actions, b_next_obs, b_rewards, b_terminations = rb.sample(args.batch_size)
-                temperature.fill_(temperature_at(num_updates, args))
+                if args.temperature_final is not None:  # annealed: T, read by the update on the device, moves
+                    temperature.fill_(temperature_at(num_updates, args))
                 losses = {**update_critic(b_obs, b_actions, b_next_obs, b_rewards, b_terminations), **update_score(b_obs, b_actions)}
                 num_updates += 1
 

@@ -23,8 +23,8 @@ if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):  # headle
 class ExperimentArgs:
     """CleanRL's bookkeeping flags, first in both scripts' --help."""
 
-    exp_name: str = os.path.basename(sys.argv[0])[: -len(".py")]
-    """the name of this experiment"""
+    exp_name: str = "experiment"
+    """the name of this experiment (each script sets its own file name as the default)"""
     seed: int = 1
     """seed of the experiment"""
     torch_deterministic: bool = True
@@ -47,7 +47,6 @@ class ExperimentArgs:
     """evaluate the policy every this many env steps (and always at the end)"""
     eval_episodes: int = 10
     """number of episodes per evaluation, on a separate env with its own seed"""
-
 
 
 def fail(message: str):
@@ -130,7 +129,7 @@ class ReplayBuffer:
         return self.obs[idx], self.actions[idx], self.next_obs[idx], self.rewards[idx], self.terminations[idx]
 
 
-def start_run(args, algo: str):
+def start_run(args):
     """Seeds, the device and the run's folder `runs/{env}__{exp_name}__{seed}__{time}` with its TensorBoard
     writer (a resumed run keeps writing into the folder of its checkpoint); wandb with --track."""
     run_name = f"{args.env_id.replace('/', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"

@@ -125,7 +125,7 @@ if __name__ == "__main__":
     args = tyro.cli(Args)
     check_args(args)
     check_env(args.env_id)
-    run_dir, writer, device = start_run(args, ALGO)
+    run_dir, writer, device = start_run(args)
 
     # env setup: one env in a vector env, NEXT_STEP autoreset (Gymnasium 1.x default)
     envs = gym.vector.SyncVectorEnv([make_env(args.env_id, args.seed)], autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
