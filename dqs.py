@@ -7,7 +7,7 @@ Jain, Akhound-Sadegh, Ravanbakhsh, "Sampling from Energy-based Policies using Di
 2410.01312, RLC 2025). The score network is trained on the iDEM Monte-Carlo score target
 (Akhound-Sadegh et al., arXiv 2402.06121) of the Boltzmann policy of the twin critics, and actions
 are drawn by Euler-Maruyama on the reverse variance-exploding SDE. Defaults are the authors' code
-defaults unless a comment says otherwise. Same skeleton as sac_baseline.py: `diff sac_baseline.py
+defaults unless `--help` says ours. Same skeleton as sac_baseline.py: `diff sac_baseline.py
 dqs.py` shows what DQS changes. Policies act in the normalised box [-1, 1]^d; the env's bounds are
 applied only when stepping the env.
 """
@@ -24,21 +24,19 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import tyro
 from tqdm import tqdm
 
-from rl_common import (CudaGraphed, ExperimentArgs, ReplayBuffer, all_finite, check_common_args, check_env, evaluate, fail,
-                       load_checkpoint, make_env, save_checkpoint, start_run)
+from rl_common import (CudaGraphed, ExperimentArgs, ReplayBuffer, all_finite, check_common_args, check_env, evaluate,
+                       fail, load_checkpoint, make_env, parse_args, save_checkpoint, start_run)
+from rl_common import SpeedArgs as CommonSpeedArgs
 
 ALGO = "dqs"
 
 
 @dataclass
-class Args(ExperimentArgs):
-    exp_name: str = os.path.basename(__file__)[: -len(".py")]
-    """the name of this experiment"""
+class AlgorithmArgs:
+    """DQS as in the paper, with the authors' code defaults where the help does not say ours"""
 
-    # Algorithm specific arguments: the paper's, with the authors' code defaults
     env_id: str = "Humanoid-v4"
     """the id of the environment (MuJoCo, or DeepMind Control as dm_control/cartpole-swingup-v0)"""
     total_timesteps: int = 1_000_000
@@ -72,21 +70,28 @@ class Args(ExperimentArgs):
     sigma_max: float = 1.0
     """largest noise scale of the variance-exploding SDE (h(1) = sigma_max^2 - sigma_min^2)"""
 
-    # Departures from the paper (off by default)
-    exact_bounds: bool = False
-    """not the paper's: Q at tanh(x) plus the tanh log-Jacobian, so that tanh(x) is exactly Boltzmann on the box"""
-    score_target: Literal["grad", "blend"] = "grad"
-    """'grad': the paper's S_K; 'blend' (not the paper's): mixed with the same samples' noise form, far less variance at large t"""
 
-    # Speed (same results)
+@dataclass
+class NotInThePaperArgs:
+    """departures from the paper (off by default)"""
+
+    exact_bounds: bool = False
+    """Q at tanh(x) plus the tanh log-Jacobian, so that tanh(x) is exactly Boltzmann on the box"""
+    score_target: Literal["grad", "blend"] = "grad"
+    """'grad': the paper's S_K; 'blend': mixed with the same samples' noise form, far less variance at large t"""
+
+
+@dataclass
+class SpeedArgs(CommonSpeedArgs):  # the shared speed flags and the score target's own
+    """the same algorithm, faster (off by default)"""
+
     mc_chunk_size: int | None = None
-    """speed: perturbed actions per chunk of the score target (default: 2048 // batch on CPU, all K on CUDA)"""
-    compile: bool = False
-    """speed: torch.compile the networks (forward and backward passes; optimizers stay eager)"""
-    matmul_precision: Literal["highest", "high", "medium"] = "highest"
-    """speed: torch.set_float32_matmul_precision; 'high' is TF32 on GPUs, 'medium' bf16 products on CPUs"""
-    cudagraphs: bool = False
-    """speed: replay the acting sampler and the updates as CUDA graphs (CUDA only)"""
+    """perturbed actions per chunk of the score target (default: 2048 // batch on CPU, all K on CUDA)"""
+
+
+@dataclass
+class Args(SpeedArgs, NotInThePaperArgs, AlgorithmArgs, ExperimentArgs):  # --help: one section per class, this order reversed
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
 
 
 def check_args(args: Args):
@@ -314,7 +319,7 @@ def temperature_at(update: int, args: Args) -> float:
 
 
 if __name__ == "__main__":
-    args = tyro.cli(Args)
+    args = parse_args(Args)
     check_args(args)
     check_env(args.env_id)
     run_dir, writer, device = start_run(args)

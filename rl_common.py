@@ -3,16 +3,20 @@ sac_baseline.py dqs.py` shows the two policies and their updates: the experiment
 run's folder and logger, env construction (MuJoCo and DeepMind Control), a replay buffer on the training
 device, evaluation (with video), checkpoints that resume a run, and CUDA-graph replay for --cudagraphs.
 """
+import dataclasses
 import os
 import random
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
+import tyro
 from torch.utils.tensorboard import SummaryWriter
 
 if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):  # headless: render offscreen for --capture-video
@@ -21,7 +25,7 @@ if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):  # headle
 
 @dataclass
 class ExperimentArgs:
-    """CleanRL's bookkeeping flags, first in both scripts' --help."""
+    """CleanRL's bookkeeping flags"""
 
     exp_name: str = "experiment"
     """the name of this experiment (each script sets its own file name as the default)"""
@@ -47,6 +51,35 @@ class ExperimentArgs:
     """evaluate the policy every this many env steps (and always at the end)"""
     eval_episodes: int = 10
     """number of episodes per evaluation, on a separate env with its own seed"""
+
+
+@dataclass
+class SpeedArgs:
+    """the same algorithm, faster (off by default)"""
+
+    compile: bool = False
+    """torch.compile the networks (forward and backward passes; optimizers stay eager)"""
+    matmul_precision: Literal["highest", "high", "medium"] = "highest"
+    """torch.set_float32_matmul_precision; 'high' is TF32 on GPUs, 'medium' bf16 products on CPUs"""
+    cudagraphs: bool = False
+    """replay the acting sampler and the updates as CUDA graphs (CUDA only)"""
+
+
+def parse_args(args_cls):
+    """tyro.cli with one --help section per dataclass that args_cls derives from (ExperimentArgs -> "experiment
+    options", its docstring under the title), the flags without a prefix, merged into one flat args_cls: the object
+    every other line reads, the checkpoint stores and the summary prints. Defaults are args_cls's own."""
+    defaults = args_cls()
+    sections = {re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", base.__name__.removesuffix("Args")).lower(): base
+                for base in reversed(args_cls.__bases__)}
+
+    def section_default(base):
+        return lambda: base(**{f.name: getattr(defaults, f.name) for f in dataclasses.fields(base)})
+
+    cli_cls = dataclasses.make_dataclass(args_cls.__name__, [(name, base, dataclasses.field(default_factory=section_default(base)))
+                                                             for name, base in sections.items()])
+    cli = tyro.cli(cli_cls, config=(tyro.conf.OmitArgPrefixes,))
+    return args_cls(**{f.name: getattr(getattr(cli, name), f.name) for name, base in sections.items() for f in dataclasses.fields(base)})
 
 
 def fail(message: str):

@@ -14,28 +14,24 @@ import os
 import signal
 import time
 from dataclasses import asdict, dataclass
-from typing import Literal
 
 import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import tyro
 from tqdm import tqdm
 
-from rl_common import (CudaGraphed, ExperimentArgs, ReplayBuffer, all_finite, check_common_args, check_env, evaluate, fail,
-                       load_checkpoint, make_env, save_checkpoint, start_run)
+from rl_common import (CudaGraphed, ExperimentArgs, ReplayBuffer, SpeedArgs, all_finite, check_common_args, check_env, evaluate,
+                       fail, load_checkpoint, make_env, parse_args, save_checkpoint, start_run)
 
 ALGO = "sac"
 
 
 @dataclass
-class Args(ExperimentArgs):
-    exp_name: str = os.path.basename(__file__)[: -len(".py")]
-    """the name of this experiment"""
+class AlgorithmArgs:
+    """SAC as in CleanRL's sac_continuous_action.py, with its defaults"""
 
-    # Algorithm specific arguments: CleanRL's defaults
     env_id: str = "Humanoid-v4"
     """the id of the environment (MuJoCo, or DeepMind Control as dm_control/cartpole-swingup-v0)"""
     total_timesteps: int = 1_000_000
@@ -61,13 +57,10 @@ class Args(ExperimentArgs):
     autotune: bool = True
     """automatic tuning of the entropy coefficient"""
 
-    # Speed (same results)
-    compile: bool = False
-    """speed: torch.compile the networks (forward and backward passes; optimizers stay eager)"""
-    matmul_precision: Literal["highest", "high", "medium"] = "highest"
-    """speed: torch.set_float32_matmul_precision; 'high' is TF32 on GPUs, 'medium' bf16 products on CPUs"""
-    cudagraphs: bool = False
-    """speed: replay the acting sampler and the updates as CUDA graphs (CUDA only)"""
+
+@dataclass
+class Args(SpeedArgs, AlgorithmArgs, ExperimentArgs):  # --help: one section per class, this order reversed
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
 
 
 def check_args(args: Args):
@@ -122,7 +115,7 @@ class Actor(nn.Module):
 
 
 if __name__ == "__main__":
-    args = tyro.cli(Args)
+    args = parse_args(Args)
     check_args(args)
     check_env(args.env_id)
     run_dir, writer, device = start_run(args)

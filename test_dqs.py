@@ -11,6 +11,8 @@ import math
 import signal
 import time
 import os
+import re
+import runpy
 import subprocess
 import sys
 
@@ -21,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 import dqs
+import rl_common
 import sac_baseline
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -478,6 +481,16 @@ def assert_clean_error(out, *words):
     assert last.startswith("error:") and all(w in last for w in words), last
 
 
+def run_in_process(script, *flags, monkeypatch, capsys):
+    """`python script flags` run in this process (its __main__ block via runpy) until it exits: a bad-input case
+    costs milliseconds instead of a Python start with torch and MuJoCo (seconds). An exception other than
+    SystemExit escapes to the test, as a traceback would. Returns what run_script returns: returncode, stderr."""
+    monkeypatch.setattr(sys, "argv", [script, *flags])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(os.path.join(HERE, script), run_name="__main__")
+    return subprocess.CompletedProcess([script, *flags], exit_info.value.code, "", capsys.readouterr().err)
+
+
 @pytest.mark.parametrize("script", ["sac_baseline.py", "dqs.py"])
 @pytest.mark.parametrize("flags, words", [
     (["--env-id", "NoSuchEnv-v0"], ["NoSuchEnv-v0"]),
@@ -488,21 +501,54 @@ def assert_clean_error(out, *words):
     (["--env-id", "dm_control/no-such-task-v0"], ["no-such-task"]),
     (["--cudagraphs", "--no-cuda"], ["--cudagraphs", "CUDA"]),
 ] + ([] if importlib.util.find_spec("wandb") else [(["--track"], ["pip install wandb"])]))
-def test_bad_input(script, flags, words, tmp_path):
-    out = run_script(script, "--env-id", "InvertedPendulum-v4", *flags, cwd=tmp_path, timeout=60)
-    assert_clean_error(out, *words)
+def test_bad_input(script, flags, words, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert_clean_error(run_in_process(script, "--env-id", "InvertedPendulum-v4", *flags, monkeypatch=monkeypatch, capsys=capsys), *words)
 
 
-def test_foreign_checkpoints(tmp_path):
+@pytest.mark.parametrize("script", ["sac_baseline.py", "dqs.py"])
+def test_bad_input_in_a_real_process(script, tmp_path):
+    """The same as a separate process: exit code 2 and one line on stderr."""
+    out = run_script(script, "--env-id", "InvertedPendulum-v4", "--total-timesteps", "0", cwd=tmp_path, timeout=60)
+    assert out.returncode == 2
+    assert_clean_error(out, "--total-timesteps")
+
+
+@pytest.mark.parametrize("module, sections", [(dqs, ["experiment", "algorithm", "not-in-the-paper", "speed"]),
+                                             (sac_baseline, ["experiment", "algorithm", "speed"])])
+def test_help_has_a_section_per_group_and_flags_land_in_one_flat_args(module, sections, monkeypatch, capsys):
+    """--help: one section per group (the paper's or CleanRL's algorithm, our departures, speed), in that order;
+    parsing merges the sections back into the script's flat Args, its own defaults included (exp_name)."""
+    monkeypatch.setattr(sys, "argv", ["script", "--help"])
+    with pytest.raises(SystemExit) as exit_info:
+        rl_common.parse_args(module.Args)
+    assert exit_info.value.code == 0
+    titles = [m[1] for line in capsys.readouterr().out.splitlines() if (m := re.match(r"^\W*([\w-]+) options\W*$", line))]
+    assert titles == sections, titles
+    monkeypatch.setattr(sys, "argv", ["script"])
+    assert rl_common.parse_args(module.Args) == module.Args()
+    monkeypatch.setattr(sys, "argv", ["script", "--seed", "3", "--batch-size", "64", "--compile"])
+    assert rl_common.parse_args(module.Args) == module.Args(seed=3, batch_size=64, compile=True)
+    if module is dqs:
+        monkeypatch.setattr(sys, "argv", ["script", "--score-target", "blend", "--mc-chunk-size", "8"])
+        assert rl_common.parse_args(dqs.Args) == dqs.Args(score_target="blend", mc_chunk_size=8)
+
+
+def test_foreign_checkpoints(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+
+    def resume(script, ckpt):
+        return run_in_process(script, "--env-id", "InvertedPendulum-v4", "--resume", str(ckpt), monkeypatch=monkeypatch, capsys=capsys)
+
     sac_ckpt = tmp_path / "sac.pt"
     torch.save({"algo": "sac", "env_id": "InvertedPendulum-v4", "step": 1}, sac_ckpt)
-    assert_clean_error(run_script("dqs.py", "--env-id", "InvertedPendulum-v4", "--resume", str(sac_ckpt), cwd=tmp_path), "sac")
+    assert_clean_error(resume("dqs.py", sac_ckpt), "sac")
     other_env = tmp_path / "hopper.pt"
     torch.save({"algo": "dqs", "env_id": "Hopper-v4", "step": 1}, other_env)
-    assert_clean_error(run_script("dqs.py", "--env-id", "InvertedPendulum-v4", "--resume", str(other_env), cwd=tmp_path), "Hopper-v4")
+    assert_clean_error(resume("dqs.py", other_env), "Hopper-v4")
     junk = tmp_path / "junk.pt"
     junk.write_text("not a checkpoint")
-    assert_clean_error(run_script("sac_baseline.py", "--env-id", "InvertedPendulum-v4", "--resume", str(junk), cwd=tmp_path), "cannot read")
+    assert_clean_error(resume("sac_baseline.py", junk), "cannot read")
 
 
 def test_divergence_stops_with_the_step_and_keeps_last_good_checkpoint(tmp_path):
@@ -588,6 +634,7 @@ def toy_trained():
 TOY_DQS_MAX_MASS_ERROR = 0.100
 
 
+@pytest.mark.slow
 def test_toy_dqs_covers_every_mode_with_about_the_right_mass(toy_trained):
     """Every mode holds at least half its exact mass (coverage), and the largest mass error is no worse
     than the recorded run's (docs/data/toy_bandit.json) beyond sampling noise."""
@@ -598,6 +645,7 @@ def test_toy_dqs_covers_every_mode_with_about_the_right_mass(toy_trained):
     assert d["max_mode_mass_error"] < TOY_DQS_MAX_MASS_ERROR + tol, d
 
 
+@pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="a known regression: with the authors' embedding of t (SPEC 2) DQS's samples on "
                    "the toy blur the modes and its TV equals SAC's (0.396 against 0.401, docs/results.md); with the former "
                    "DDPM-style embedding this held. strict: a fix makes this test fail until the mark is removed")
@@ -630,10 +678,9 @@ def test_toy_bandit_cli_writes_picture_and_numbers(tmp_path):
 @pytest.mark.parametrize("flags, words", [(["--reward", "nope"], ["unknown --reward"]),
                                           (["--iterations", "0"], ["--iterations must be positive"]),
                                           (["--sigma-max", "1e-6"], ["--sigma-max", "--sigma-min"])])
-def test_toy_bandit_bad_input(flags, words, tmp_path):
-    out = subprocess.run([sys.executable, os.path.join(HERE, "toy_bandit.py"), "--out", str(tmp_path / "x.png"), *flags],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert_clean_error(out, *words)
+def test_toy_bandit_bad_input(flags, words, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert_clean_error(run_in_process("toy_bandit.py", "--out", str(tmp_path / "x.png"), *flags, monkeypatch=monkeypatch, capsys=capsys), *words)
     assert not (tmp_path / "x.png").exists()
 
 
