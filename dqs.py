@@ -11,6 +11,7 @@ defaults unless `--help` says ours. Same skeleton as sac_baseline.py: `diff sac_
 dqs.py` shows what DQS changes. Policies act in the normalised box [-1, 1]^d; the env's bounds are
 applied only when stepping the env.
 """
+import copy
 import json
 import math
 import os
@@ -79,6 +80,9 @@ class NotInThePaperArgs:
     """Q at tanh(x) plus the tanh log-Jacobian, so that tanh(x) is exactly Boltzmann on the box"""
     score_target: Literal["grad", "blend"] = "grad"
     """'grad': the paper's S_K; 'blend': mixed with the same samples' noise form, far less variance at large t"""
+    score_ema: float = 0.0
+    """if > 0, the policy (acting, evaluation, backup) samples with an exponential moving average of the score
+    network's weights, this decay per update, as diffusion models are usually sampled (0: the network itself)"""
 
 
 @dataclass
@@ -99,6 +103,8 @@ def check_args(args: Args):
                       optional=["temperature_final", "mc_chunk_size"])
     if args.sigma_max <= args.sigma_min:
         fail(f"--sigma-max ({args.sigma_max}) must be larger than --sigma-min ({args.sigma_min})")
+    if not 0 <= args.score_ema < 1:
+        fail(f"--score-ema must be in [0, 1), got {args.score_ema}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,6 +337,7 @@ if __name__ == "__main__":
     low, high = envs.single_action_space.low, envs.single_action_space.high
 
     score_net = ScoreNetwork(obs_dim, act_dim).to(device)
+    policy_net = copy.deepcopy(score_net) if args.score_ema > 0 else score_net  # the weights the policy samples with
     qf1 = SoftQNetwork(obs_dim, act_dim).to(device)
     qf2 = SoftQNetwork(obs_dim, act_dim).to(device)
     qf1_target = SoftQNetwork(obs_dim, act_dim).to(device)
@@ -343,12 +350,12 @@ if __name__ == "__main__":
         for m in (score_net, qf1, qf2, qf1_target, qf2_target):
             m.compile()
     modules = {"score_net": score_net, "qf1": qf1, "qf2": qf2, "qf1_target": qf1_target, "qf2_target": qf2_target,
-               "q_optimizer": q_optimizer, "score_optimizer": score_optimizer}
+               "q_optimizer": q_optimizer, "score_optimizer": score_optimizer} | ({"policy_net": policy_net} if args.score_ema > 0 else {})
     temperature = torch.tensor(args.temperature, device=device)  # T, a device tensor updated in place when annealed
 
     def act(obs):
         """A fresh sample of the diffusion policy at these states, squashed into the box: a = tanh(x)."""
-        x = sample_actions(score_net.condition(obs, temperature), (obs.shape[0], act_dim), args.num_diffusion_steps,
+        x = sample_actions(policy_net.condition(obs, temperature), (obs.shape[0], act_dim), args.num_diffusion_steps,
                            args.sigma_min, args.sigma_max, device=device)
         return torch.tanh(x)
 
@@ -387,6 +394,10 @@ if __name__ == "__main__":
         score_optimizer.zero_grad()
         score_loss.backward()
         score_optimizer.step()
+        if args.score_ema > 0:
+            with torch.no_grad():
+                for p_policy, p in zip(policy_net.parameters(), score_net.parameters()):
+                    p_policy.lerp_(p, 1 - args.score_ema)
         return {"score_loss": score_loss}
 
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)

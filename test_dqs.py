@@ -465,11 +465,16 @@ def test_sigterm_ends_a_run_like_ctrl_c_with_video_checkpoint_and_summary(tmp_pa
     assert read_run(tmp_path)[1]["global_step"] == step + 20
 
 
-def test_dqs_exact_bounds_blended_target_and_annealing_run(tmp_path):
+def test_dqs_departures_run_exact_bounds_blend_annealing_and_score_ema(tmp_path):
     out = run_script("dqs.py", *COMMON, *TINY["dqs.py"], "--total-timesteps", "200", "--exact-bounds", "--score-target", "blend",
-                     "--temperature-final", "0.01", "--temperature-anneal-steps", "50", cwd=tmp_path)
+                     "--temperature-final", "0.01", "--temperature-anneal-steps", "50", "--score-ema", "0.9", "--save-model", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert read_run(tmp_path)[1]["eval_return_mean"] is not None
+    run_dir, summary = read_run(tmp_path)
+    assert summary["eval_return_mean"] is not None
+    ckpt = torch.load(os.path.join(run_dir, "dqs.pt"), weights_only=True)
+    # the policy's weights are an average of the score network's past weights: same shapes, lagging values
+    assert ckpt["policy_net"].keys() == ckpt["score_net"].keys()
+    assert not torch.equal(ckpt["policy_net"]["fc_out.weight"], ckpt["score_net"]["fc_out.weight"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -504,6 +509,13 @@ def run_in_process(script, *flags, monkeypatch, capsys):
 def test_bad_input(script, flags, words, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert_clean_error(run_in_process(script, "--env-id", "InvertedPendulum-v4", *flags, monkeypatch=monkeypatch, capsys=capsys), *words)
+
+
+@pytest.mark.parametrize("flags, words", [(["--score-ema", "1"], ["--score-ema"]),
+                                          (["--sigma-max", "1e-6"], ["--sigma-max", "--sigma-min"])])
+def test_dqs_bad_input(flags, words, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert_clean_error(run_in_process("dqs.py", "--env-id", "InvertedPendulum-v4", *flags, monkeypatch=monkeypatch, capsys=capsys), *words)
 
 
 @pytest.mark.parametrize("script", ["sac_baseline.py", "dqs.py"])
