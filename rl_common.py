@@ -242,6 +242,8 @@ def load_checkpoint(path: str, algo: str, args, modules: dict, device: torch.dev
     if state["env_id"] != args.env_id:
         fail(f"checkpoint {path!r} is for {state['env_id']}, not {args.env_id}")
     for name, m in modules.items():
+        if name not in state:
+            fail(f"checkpoint {path!r} has no {name!r}: it was written with other flags")
         if isinstance(m, torch.Tensor):
             with torch.no_grad():
                 m.copy_(state[name])

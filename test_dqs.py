@@ -561,6 +561,9 @@ def test_foreign_checkpoints(tmp_path, monkeypatch, capsys):
     junk = tmp_path / "junk.pt"
     junk.write_text("not a checkpoint")
     assert_clean_error(resume("sac_baseline.py", junk), "cannot read")
+    partial = tmp_path / "partial.pt"  # e.g. resumed with --score-ema from a run without it
+    torch.save({"algo": "dqs", "env_id": "InvertedPendulum-v4", "step": 1}, partial)
+    assert_clean_error(resume("dqs.py", partial), "has no 'score_net'")
 
 
 def test_divergence_stops_with_the_step_and_keeps_last_good_checkpoint(tmp_path):
