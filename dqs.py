@@ -27,9 +27,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from rl_common import (CudaGraphed, ExperimentArgs, ReplayBuffer, all_finite, check_common_args, check_env, evaluate,
+from rl_common import (CudaGraphed, ExperimentArgs, ReplayBuffer, SpeedArgs, all_finite, check_common_args, check_env, evaluate,
                        fail, load_checkpoint, make_env, parse_args, save_checkpoint, start_run)
-from rl_common import SpeedArgs as CommonSpeedArgs
 
 ALGO = "dqs"
 
@@ -86,7 +85,7 @@ class NotInThePaperArgs:
 
 
 @dataclass
-class SpeedArgs(CommonSpeedArgs):  # the shared speed flags and the score target's own
+class DQSSpeedArgs(SpeedArgs):  # the shared speed flags and the score target's own
     """the same algorithm, faster (off by default)"""
 
     mc_chunk_size: int | None = None
@@ -94,7 +93,7 @@ class SpeedArgs(CommonSpeedArgs):  # the shared speed flags and the score target
 
 
 @dataclass
-class Args(SpeedArgs, NotInThePaperArgs, AlgorithmArgs, ExperimentArgs):  # --help: one section per class, this order reversed
+class Args(DQSSpeedArgs, NotInThePaperArgs, AlgorithmArgs, ExperimentArgs):  # --help: one section per class, this order reversed
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
 
 
