@@ -242,6 +242,9 @@ def load_checkpoint(path: str, algo: str, args, modules: dict, device: torch.dev
         fail(f"checkpoint {path!r} was not written by {algo} (found {state.get('algo') if isinstance(state, dict) else type(state).__name__})")
     if state["env_id"] != args.env_id:
         fail(f"checkpoint {path!r} is for {state['env_id']}, not {args.env_id}")
+    dropped = sorted(set(state) - set(modules) - {"algo", "env_id", "step", "num_updates", "args"})
+    if dropped:  # e.g. the policy's weight average of a --score-ema run, resumed without the flag
+        fail(f"checkpoint {path!r} has {', '.join(map(repr, dropped))}, which this run would drop: it was written with other flags")
     for name, m in modules.items():
         if name not in state:
             fail(f"checkpoint {path!r} has no {name!r}: it was written with other flags")

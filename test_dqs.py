@@ -564,6 +564,9 @@ def test_foreign_checkpoints(tmp_path, monkeypatch, capsys):
     partial = tmp_path / "partial.pt"  # e.g. resumed with --score-ema from a run without it
     torch.save({"algo": "dqs", "env_id": "InvertedPendulum-v4", "step": 1}, partial)
     assert_clean_error(resume("dqs.py", partial), "has no 'score_net'")
+    fuller = tmp_path / "fuller.pt"  # e.g. a --score-ema run resumed without the flag: its average would be lost
+    torch.save({"algo": "dqs", "env_id": "InvertedPendulum-v4", "step": 1, "policy_net": {}}, fuller)
+    assert_clean_error(resume("dqs.py", fuller), "'policy_net', which this run would drop")
 
 
 def test_divergence_stops_with_the_step_and_keeps_last_good_checkpoint(tmp_path):
