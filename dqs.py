@@ -315,6 +315,13 @@ def sample_actions(score_fn, shape, num_steps: int, sigma_min: float = 1e-5, sig
     return x
 
 
+@torch.no_grad()
+def update_average(average: nn.Module, net: nn.Module, decay: float):
+    """Not the paper's (--score-ema): average <- decay average + (1 - decay) net, weight by weight, after each step."""
+    for p_average, p in zip(average.parameters(), net.parameters()):
+        p_average.lerp_(p, 1 - decay)
+
+
 def temperature_at(update: int, args: Args) -> float:
     """Fixed T, or the log-linear anneal log T = log T_init + min(1, update / steps) (log T_final - log T_init)."""
     if args.temperature_final is None:
@@ -394,9 +401,7 @@ if __name__ == "__main__":
         score_loss.backward()
         score_optimizer.step()
         if args.score_ema > 0:
-            with torch.no_grad():
-                for p_policy, p in zip(policy_net.parameters(), score_net.parameters()):
-                    p_policy.lerp_(p, 1 - args.score_ema)
+            update_average(policy_net, score_net, args.score_ema)
         return {"score_loss": score_loss}
 
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)

@@ -123,6 +123,16 @@ def test_temperature_anneal_is_log_linear():
     assert dqs.temperature_at(50, dqs.Args(temperature=0.3)) == 0.3
 
 
+def test_score_ema_average_moves_a_fraction_one_minus_decay_towards_the_network():
+    torch.manual_seed(0)
+    net, average = dqs.ScoreNetwork(3, 2), dqs.ScoreNetwork(3, 2)  # different initial weights
+    before = [p.clone() for p in average.parameters()]
+    dqs.update_average(average, net, 0.9)
+    for p_avg, p_before, p in zip(average.parameters(), before, net.parameters()):
+        torch.testing.assert_close(p_avg, 0.9 * p_before + 0.1 * p)
+    assert all(p.grad is None for p in average.parameters())
+
+
 # ---------------------------------------------------------------------------------------------
 # Monte-Carlo score target against a closed form.
 # A quadratic critic Q(a) = -T |a - mu|^2 / (2 v0) makes the Boltzmann policy N(mu, v0 I); its
