@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from rl_common import (CudaGraphed, ExperimentArgs, ReplayBuffer, SpeedArgs, all_finite, check_common_args, check_env, evaluate,
-                       fail, load_checkpoint, make_env, parse_args, save_checkpoint, start_run)
+                       fail, load_checkpoint, make_env, parse_args, save_checkpoint, soft_update, start_run)
 
 ALGO = "dqs"
 
@@ -315,13 +315,6 @@ def sample_actions(score_fn, shape, num_steps: int, sigma_min: float = 1e-5, sig
     return x
 
 
-@torch.no_grad()
-def update_average(average: nn.Module, net: nn.Module, decay: float):
-    """Not the paper's (--score-ema): average <- decay average + (1 - decay) net, weight by weight, after each step."""
-    for p_average, p in zip(average.parameters(), net.parameters()):
-        p_average.lerp_(p, 1 - decay)
-
-
 def temperature_at(update: int, args: Args) -> float:
     """Fixed T, or the log-linear anneal log T = log T_init + min(1, update / steps) (log T_final - log T_init)."""
     if args.temperature_final is None:
@@ -400,8 +393,8 @@ if __name__ == "__main__":
         score_optimizer.zero_grad()
         score_loss.backward()
         score_optimizer.step()
-        if args.score_ema > 0:
-            update_average(policy_net, score_net, args.score_ema)
+        if args.score_ema > 0:  # not the paper's: policy_net <- decay policy_net + (1 - decay) score_net
+            soft_update(policy_net, score_net, 1 - args.score_ema)
         return {"score_loss": score_loss}
 
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
@@ -457,11 +450,8 @@ if __name__ == "__main__":
                 num_updates += 1
 
                 # update the target networks
-                with torch.no_grad():
-                    for param, target_param in zip(qf1.parameters(), qf1_target.parameters()):
-                        target_param.lerp_(param, args.tau)
-                    for param, target_param in zip(qf2.parameters(), qf2_target.parameters()):
-                        target_param.lerp_(param, args.tau)
+                soft_update(qf1_target, qf1, args.tau)
+                soft_update(qf2_target, qf2, args.tau)
 
                 if global_step % 100 == 0:  # the only host syncs of the update path, every 100 steps
                     losses = dict(zip(losses, torch.stack([v.detach().reshape(()) for v in losses.values()]).tolist()))

@@ -190,6 +190,14 @@ def start_run(args):
     return run_dir, writer, device
 
 
+@torch.no_grad()
+def soft_update(target: nn.Module, source: nn.Module, tau: float):
+    """target <- tau source + (1 - tau) target, weight by weight: the target critics after each update, and
+    dqs.py's --score-ema average of the score network (tau = 1 - decay)."""
+    for p_target, p in zip(target.parameters(), source.parameters()):
+        p_target.lerp_(p, tau)
+
+
 # ---------------------------------------------------------------------------------------------
 # Evaluation on its own env and seed, with the script's evaluation policy act_fn(obs (1, obs_dim)) -> actions in [-1, 1].
 def evaluate(act_fn, env_id: str, episodes: int, seed: int, device: torch.device, video: str | None = None) -> np.ndarray:
@@ -216,6 +224,9 @@ def evaluate(act_fn, env_id: str, episodes: int, seed: int, device: torch.device
 
 # ---------------------------------------------------------------------------------------------
 # Checkpoint: everything needed to resume, readable with torch.load(path, weights_only=True).
+CHECKPOINT_METADATA = ("algo", "env_id", "step", "num_updates", "args")  # beside the modules' state dicts
+
+
 def all_finite(modules: dict) -> bool:
     return all(bool(torch.isfinite(p).all()) for m in modules.values() if isinstance(m, nn.Module) for p in m.parameters())
 
@@ -223,7 +234,7 @@ def all_finite(modules: dict) -> bool:
 def save_checkpoint(path: str, algo: str, step: int, num_updates: int, args, modules: dict) -> bool:
     if not all_finite(modules):
         return False  # diverged: keep the last good checkpoint rather than overwrite it with NaNs
-    state = {"algo": algo, "env_id": args.env_id, "step": step, "num_updates": num_updates, "args": asdict(args)}
+    state = dict(zip(CHECKPOINT_METADATA, (algo, args.env_id, step, num_updates, asdict(args))))
     state.update({name: m.state_dict() if hasattr(m, "state_dict") else m for name, m in modules.items()})
     torch.save(state, path + ".tmp")
     os.replace(path + ".tmp", path)  # atomic: a crash while writing never destroys the last good checkpoint
@@ -242,7 +253,7 @@ def load_checkpoint(path: str, algo: str, args, modules: dict, device: torch.dev
         fail(f"checkpoint {path!r} was not written by {algo} (found {state.get('algo') if isinstance(state, dict) else type(state).__name__})")
     if state["env_id"] != args.env_id:
         fail(f"checkpoint {path!r} is for {state['env_id']}, not {args.env_id}")
-    dropped = sorted(set(state) - set(modules) - {"algo", "env_id", "step", "num_updates", "args"})
+    dropped = sorted(set(state) - set(modules) - set(CHECKPOINT_METADATA))
     if dropped:  # e.g. the policy's weight average of a --score-ema run, resumed without the flag
         fail(f"checkpoint {path!r} has {', '.join(map(repr, dropped))}, which this run would drop: it was written with other flags")
     for name, m in modules.items():

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from rl_common import (CudaGraphed, ExperimentArgs, ReplayBuffer, SpeedArgs, all_finite, check_common_args, check_env, evaluate,
-                       fail, load_checkpoint, make_env, parse_args, save_checkpoint, start_run)
+                       fail, load_checkpoint, make_env, parse_args, save_checkpoint, soft_update, start_run)
 
 ALGO = "sac"
 
@@ -244,11 +244,8 @@ if __name__ == "__main__":
                 num_updates += 1
 
                 # update the target networks
-                with torch.no_grad():
-                    for param, target_param in zip(qf1.parameters(), qf1_target.parameters()):
-                        target_param.lerp_(param, args.tau)
-                    for param, target_param in zip(qf2.parameters(), qf2_target.parameters()):
-                        target_param.lerp_(param, args.tau)
+                soft_update(qf1_target, qf1, args.tau)
+                soft_update(qf2_target, qf2, args.tau)
 
                 if global_step % 100 == 0:  # the only host syncs of the update path, every 100 steps
                     losses = dict(zip(losses, torch.stack([v.detach().reshape(()) for v in losses.values()]).tolist()))

@@ -123,11 +123,12 @@ def test_temperature_anneal_is_log_linear():
     assert dqs.temperature_at(50, dqs.Args(temperature=0.3)) == 0.3
 
 
-def test_score_ema_average_moves_a_fraction_one_minus_decay_towards_the_network():
+def test_soft_update_moves_the_target_a_fraction_tau_towards_the_network():
+    """The target critics' update, and the --score-ema average with tau = 1 - decay."""
     torch.manual_seed(0)
     net, average = dqs.ScoreNetwork(3, 2), dqs.ScoreNetwork(3, 2)  # different initial weights
     before = [p.clone() for p in average.parameters()]
-    dqs.update_average(average, net, 0.9)
+    rl_common.soft_update(average, net, 0.1)
     for p_avg, p_before, p in zip(average.parameters(), before, net.parameters()):
         torch.testing.assert_close(p_avg, 0.9 * p_before + 0.1 * p)
     assert all(p.grad is None for p in average.parameters())

@@ -27,6 +27,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 import dqs  # noqa: E402
+import rl_common  # noqa: E402
 
 
 @dataclass
@@ -127,10 +128,8 @@ if __name__ == "__main__":
                 score_optimizer.zero_grad()
                 score_loss.backward()
                 score_optimizer.step()
-            with torch.no_grad():
-                for net, target in ((qf1, qf1_target), (qf2, qf2_target)):
-                    for param, target_param in zip(net.parameters(), target.parameters()):
-                        target_param.lerp_(param, args.tau)
+            rl_common.soft_update(qf1_target, qf1, args.tau)
+            rl_common.soft_update(qf2_target, qf2, args.tau)
             if args.shadow and global_step % args.shadow_every == 0:
                 fidelity = {k: float(v) for k, v in shadow_fidelity(b_obs[:64]).items()}
                 for k, v in fidelity.items():
