@@ -134,6 +134,28 @@ def test_soft_update_moves_the_target_a_fraction_tau_towards_the_network():
     assert all(p.grad is None for p in average.parameters())
 
 
+def test_dqs_loop_calls_soft_update_with_tau_and_one_minus_the_score_ema_decay(tmp_path, monkeypatch):
+    """The call sites: after every update the target critics move tau of the way, the policy's average 1 - decay."""
+    calls = []
+
+    def spy(target, source, tau):
+        calls.append((type(target).__name__, tau))
+        soft_update(target, source, tau)
+
+    soft_update, sigterm = rl_common.soft_update, signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(rl_common, "soft_update", spy)  # dqs.py imports it when run below
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["dqs.py", *COMMON, *TINY["dqs.py"], "--total-timesteps", "150", "--score-ema", "0.9"])
+    try:
+        runpy.run_path(os.path.join(HERE, "dqs.py"), run_name="__main__")
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)  # the run makes SIGTERM raise KeyboardInterrupt
+    taus = {name: [tau for n, tau in calls if n == name] for name in ("SoftQNetwork", "ScoreNetwork")}
+    assert len(taus["ScoreNetwork"]) >= 10 and len(taus["SoftQNetwork"]) == 2 * len(taus["ScoreNetwork"]), calls[:4]
+    assert all(math.isclose(tau, 0.005) for tau in taus["SoftQNetwork"])
+    assert all(math.isclose(tau, 1 - 0.9) for tau in taus["ScoreNetwork"])
+
+
 # ---------------------------------------------------------------------------------------------
 # Monte-Carlo score target against a closed form.
 # A quadratic critic Q(a) = -T |a - mu|^2 / (2 v0) makes the Boltzmann policy N(mu, v0 I); its
