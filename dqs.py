@@ -82,6 +82,8 @@ class NotInThePaperArgs:
     score_ema: float = 0.0
     """if > 0, the policy (acting, evaluation, backup) samples with an exponential moving average of the score
     network's weights, this decay per update, as diffusion models are usually sampled (0: the network itself)"""
+    eval_best_of: int = 1
+    """if > 1, evaluation acts with the one of this many policy samples per state that min(Q1, Q2) values most"""
 
 
 @dataclass
@@ -98,8 +100,8 @@ class Args(DQSSpeedArgs, NotInThePaperArgs, AlgorithmArgs, ExperimentArgs):  # -
 
 
 def check_args(args: Args):
-    check_common_args(args, ["temperature", "temperature_anneal_steps", "num_mc_samples", "num_diffusion_steps", "sigma_min"],
-                      optional=["temperature_final", "mc_chunk_size"])
+    check_common_args(args, ["temperature", "temperature_anneal_steps", "num_mc_samples", "num_diffusion_steps", "sigma_min",
+                             "eval_best_of"], optional=["temperature_final", "mc_chunk_size"])
     if args.sigma_max <= args.sigma_min:
         fail(f"--sigma-max ({args.sigma_max}) must be larger than --sigma-min ({args.sigma_min})")
     if not 0 <= args.score_ema < 1:
@@ -315,6 +317,17 @@ def sample_actions(score_fn, shape, num_steps: int, sigma_min: float = 1e-5, sig
     return x
 
 
+def best_of(act, q, obs, m: int):
+    """Not the paper's (--eval-best-of m): m draws of act per state, and the one q(obs, actions) values most (the
+    action selection of IDQL and other diffusion policies; a greedier policy than the Boltzmann one it samples)."""
+    if m == 1:
+        return act(obs)
+    obs_m = obs.repeat_interleave(m, 0)  # (B * m, obs_dim)
+    actions = act(obs_m)
+    best = q(obs_m, actions).reshape(-1, m).argmax(1)
+    return actions.reshape(-1, m, actions.shape[-1])[torch.arange(obs.shape[0], device=obs.device), best]
+
+
 def temperature_at(update: int, args: Args) -> float:
     """Fixed T, or the log-linear anneal log T = log T_init + min(1, update / steps) (log T_final - log T_init)."""
     if args.temperature_final is None:
@@ -357,6 +370,9 @@ if __name__ == "__main__":
         x = sample_actions(policy_net.condition(obs, temperature), (obs.shape[0], act_dim), args.num_diffusion_steps,
                            args.sigma_min, args.sigma_max, device=device)
         return torch.tanh(x)
+
+    def act_eval(obs):
+        return best_of(act, lambda o, a: torch.min(qf1(o, a), qf2(o, a)), obs, args.eval_best_of)
 
     def q_energy_at(obs):
         """Q as the estimator sees it at these states (B, 1, obs_dim): the min of the *online* critics (the
@@ -401,7 +417,7 @@ if __name__ == "__main__":
     start_step, num_updates = load_checkpoint(args.resume, ALGO, args, modules, device) if args.resume else (0, 0)
     policy = act  # acting on the env's states (the backup calls act itself)
     if args.cudagraphs:  # captured after --resume has loaded the optimizers' state
-        policy, update_critic, update_score = CudaGraphed(act), CudaGraphed(update_critic), CudaGraphed(update_score)
+        policy, act_eval, update_critic, update_score = (CudaGraphed(f) for f in (act, act_eval, update_critic, update_score))
     ckpt_path = os.path.join(run_dir, f"{args.exp_name}.pt")
     video_path = os.path.join(run_dir, "videos", "eval-step{}") if args.capture_video else None
     start_time = time.time()
@@ -473,7 +489,7 @@ if __name__ == "__main__":
                 if not all_finite(modules):
                     diverged = f"non-finite network weights at step {global_step + 1}"
                     break
-                eval_returns = evaluate(policy, args.env_id, args.eval_episodes, args.seed + 10_000, device,
+                eval_returns = evaluate(act_eval, args.env_id, args.eval_episodes, args.seed + 10_000, device,
                                         video_path and video_path.format(global_step + 1))
                 last_eval_step = global_step + 1
                 writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step + 1)
@@ -489,7 +505,7 @@ if __name__ == "__main__":
     # the end of a run: a final evaluation, checkpoint and summary (also after Ctrl-C or SIGTERM, never after NaN)
     if diverged is None:
         if last_eval_step != global_step:
-            eval_returns = evaluate(policy, args.env_id, args.eval_episodes, args.seed + 10_000, device,
+            eval_returns = evaluate(act_eval, args.env_id, args.eval_episodes, args.seed + 10_000, device,
                                     video_path and video_path.format(global_step))
             writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step)
         if args.save_model and save_checkpoint(ckpt_path, ALGO, global_step, num_updates, args, modules):

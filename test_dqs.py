@@ -134,6 +134,15 @@ def test_soft_update_moves_the_target_a_fraction_tau_towards_the_network():
     assert all(p.grad is None for p in average.parameters())
 
 
+def test_best_of_executes_the_draw_the_critic_values_most():
+    """--eval-best-of m: per state, of m draws the action with the highest q; m = 1 is the policy itself."""
+    obs = torch.tensor([[0.3], [-0.5]])
+    draws = iter([torch.tensor([[-0.9], [0.2], [0.6], [0.1], [-0.6], [0.9]]), torch.tensor([[0.7], [-0.2]])])
+    q = lambda o, a: -(a - o).pow(2).squeeze(-1)  # best: the draw nearest the state's own value
+    assert torch.equal(dqs.best_of(lambda o: next(draws), q, obs, 3), torch.tensor([[0.2], [-0.6]]))
+    assert torch.equal(dqs.best_of(lambda o: next(draws), q, obs, 1), torch.tensor([[0.7], [-0.2]]))
+
+
 def test_dqs_loop_calls_soft_update_with_tau_and_one_minus_the_score_ema_decay(tmp_path, monkeypatch):
     """The call sites: after every update the target critics move tau of the way, the policy's average 1 - decay."""
     calls = []
@@ -498,9 +507,10 @@ def test_sigterm_ends_a_run_like_ctrl_c_with_video_checkpoint_and_summary(tmp_pa
     assert read_run(tmp_path)[1]["global_step"] == step + 20
 
 
-def test_dqs_departures_run_exact_bounds_blend_annealing_and_score_ema(tmp_path):
+def test_dqs_departures_run_exact_bounds_blend_annealing_score_ema_and_eval_best_of(tmp_path):
     out = run_script("dqs.py", *COMMON, *TINY["dqs.py"], "--total-timesteps", "200", "--exact-bounds", "--score-target", "blend",
-                     "--temperature-final", "0.01", "--temperature-anneal-steps", "50", "--score-ema", "0.9", "--save-model", cwd=tmp_path)
+                     "--temperature-final", "0.01", "--temperature-anneal-steps", "50", "--score-ema", "0.9", "--eval-best-of", "3",
+                     "--save-model", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     run_dir, summary = read_run(tmp_path)
     assert summary["eval_return_mean"] is not None
@@ -544,7 +554,7 @@ def test_bad_input(script, flags, words, tmp_path, monkeypatch, capsys):
     assert_clean_error(run_in_process(script, "--env-id", "InvertedPendulum-v4", *flags, monkeypatch=monkeypatch, capsys=capsys), *words)
 
 
-@pytest.mark.parametrize("flags, words", [(["--score-ema", "1"], ["--score-ema"]),
+@pytest.mark.parametrize("flags, words", [(["--score-ema", "1"], ["--score-ema"]), (["--eval-best-of", "0"], ["--eval-best-of"]),
                                           (["--sigma-max", "1e-6"], ["--sigma-max", "--sigma-min"])])
 def test_dqs_bad_input(flags, words, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
