@@ -146,12 +146,12 @@ def test_best_of_executes_the_draw_the_critic_values_most():
 def test_dqs_loop_calls_soft_update_with_tau_and_one_minus_the_score_ema_decay(tmp_path, monkeypatch):
     """The call sites: after every update the target critics move tau of the way, the policy's average 1 - decay."""
     calls = []
+    real_soft_update, sigterm = rl_common.soft_update, signal.getsignal(signal.SIGTERM)
 
     def spy(target, source, tau):
         calls.append((type(target).__name__, tau))
-        soft_update(target, source, tau)
+        real_soft_update(target, source, tau)
 
-    soft_update, sigterm = rl_common.soft_update, signal.getsignal(signal.SIGTERM)
     monkeypatch.setattr(rl_common, "soft_update", spy)  # dqs.py imports it when run below
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["dqs.py", *COMMON, *TINY["dqs.py"], "--total-timesteps", "150", "--score-ema", "0.9"])
