@@ -27,9 +27,8 @@ from dqs import ScoreNetwork, SoftQNetwork, best_of, sample_actions, temperature
 from rl_common import evaluate, gym_make  # noqa: E402
 
 
-def load_policy(path, m: int = 1):
-    """The evaluated policy of a dqs checkpoint (m > 1: the highest-Q of m samples), and the run's args."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+def load_policy(state, m: int = 1):
+    """The evaluated policy of a loaded dqs checkpoint (m > 1: the highest-Q of m samples), and the run's args."""
     args = types.SimpleNamespace(**state["args"])
     env = gym_make(args.env_id)
     obs_dim, act_dim = int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
@@ -49,7 +48,7 @@ def load_policy(path, m: int = 1):
     def act(obs):  # as dqs.py evaluates with --eval-best-of
         return best_of(sample, lambda o, a: torch.min(qf1(o, a), qf2(o, a)), obs, m)
 
-    return act, args, state
+    return act, args
 
 
 def main():
@@ -66,9 +65,10 @@ def main():
           "first 5 starts | the same 5 again |")
     print("|---|---|---|---|---|---|")
     for path in paths:
-        if torch.load(path, map_location="cpu", weights_only=True).get("algo") != "dqs":
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("algo") != "dqs":
             continue
-        act, args, state = load_policy(path, opts.best_of)
+        act, args = load_policy(state, opts.best_of)
         torch.manual_seed(opts.sampler_seed)
         returns = evaluate(act, args.env_id, opts.episodes, args.seed + 10_000, torch.device("cpu"))
         again = evaluate(act, args.env_id, 5, args.seed + 10_000, torch.device("cpu"))
