@@ -65,12 +65,12 @@ class SpeedArgs:
     """replay the acting sampler and the updates as CUDA graphs (CUDA only)"""
 
 
-def parse_args(args_cls):
+def parse_args(args_cls, defaults=None):
     """tyro.cli with one --help section per dataclass that args_cls derives from, titled after that class's root
     (ExperimentArgs -> "experiment options"; a script's extension of SpeedArgs -> "speed options"), its docstring
     under the title, the flags without a prefix; merged into one flat args_cls: the object every other line reads,
-    the checkpoint stores and the summary prints. Defaults are args_cls's own."""
-    defaults = args_cls()
+    the checkpoint stores and the summary prints. Defaults are args_cls's own unless an instance is given."""
+    defaults = defaults or args_cls()
     sections = {re.sub(r"(?<!^)(?=[A-Z])", "_", base.__mro__[-2].__name__.removesuffix("Args")).lower(): base
                 for base in reversed(args_cls.__bases__)}
 
