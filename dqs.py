@@ -2,20 +2,25 @@
 
     python dqs.py --env-id Humanoid-v4
     python dqs.py --env-id InvertedPendulum-v4 --num-mc-samples 16 --num-diffusion-steps 20 --no-cuda
+    python dqs.py --paper --env-id Humanoid-v4      # the authors' configuration, none of our departures
 
 Jain, Akhound-Sadegh, Ravanbakhsh, "Sampling from Energy-based Policies using Diffusion" (arXiv
 2410.01312, RLC 2025). The score network is trained on the iDEM Monte-Carlo score target
 (Akhound-Sadegh et al., arXiv 2402.06121) of the Boltzmann policy of the twin critics, and actions
-are drawn by Euler-Maruyama on the reverse variance-exploding SDE. Defaults are the authors' code
-defaults unless `--help` says ours. Same skeleton as sac_baseline.py: `diff sac_baseline.py
-dqs.py` shows what DQS changes. Policies act in the normalised box [-1, 1]^d; the env's bounds are
-applied only when stepping the env.
+are drawn by Euler-Maruyama on the reverse variance-exploding SDE. The file follows the paper: the
+noise schedule, the score network, the score target S_K, the score loss, the sampler, the critic;
+then, in one section, what is not in the paper; then the skeleton shared with sac_baseline.py and
+the training loop. `diff sac_baseline.py dqs.py` shows what DQS changes. Policies act in the
+normalised box [-1, 1]^d; the env's bounds are applied only when stepping the env.
 """
 import copy
+import dataclasses
 import json
 import math
 import os
+import random
 import signal
+import sys
 import time
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -25,18 +30,48 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import tyro
+from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from rl_common import (CudaGraphed, ExperimentArgs, ReplayBuffer, SpeedArgs, all_finite, check_common_args, check_env, evaluate,
-                       fail, load_checkpoint, make_env, parse_args, save_checkpoint, soft_update, start_run)
+# --- shared: headless ---
+if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):  # headless: render offscreen for --capture-video
+    os.environ.setdefault("MUJOCO_GL", "egl")  # (set before MuJoCo and dm_control load)
+# --- end shared: headless ---
 
 ALGO = "dqs"
 
 
 @dataclass
-class AlgorithmArgs:
-    """DQS as in the paper, with the authors' code defaults where the help does not say ours"""
+class Args:
+    # --- shared: experiment flags ---
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment"""
+    seed: int = 1
+    """seed of the experiment"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = True
+    """if toggled, cuda will be used when available"""
+    track: bool = False
+    """if toggled, this experiment will be tracked with Weights and Biases"""
+    wandb_project_name: str = "dqs"
+    """the wandb's project name"""
+    wandb_entity: str | None = None
+    """the entity (team) of wandb's project"""
+    capture_video: bool = False
+    """whether to capture videos of the evaluation episodes (`runs/{run_name}/videos`)"""
+    save_model: bool = False
+    """whether to checkpoint at every evaluation and at the end (`runs/{run_name}/{exp_name}.pt`, its replay buffer, the best weights)"""
+    resume: str | None = None
+    """path of a checkpoint written by --save-model to continue from (with its replay buffer and random states)"""
+    eval_every: int = 50_000
+    """evaluate the policy every this many env steps (and always at the end)"""
+    eval_episodes: int = 10
+    """number of episodes per evaluation, on a separate env with its own seed"""
+    # --- end shared: experiment flags ---
 
+    # DQS as in the paper, with the authors' code defaults where the help does not say ours
     env_id: str = "Humanoid-v4"
     """the id of the environment (MuJoCo, or DeepMind Control as dm_control/cartpole-swingup-v0)"""
     total_timesteps: int = 1_000_000
@@ -70,13 +105,9 @@ class AlgorithmArgs:
     sigma_max: float = 1.0
     """largest noise scale of the variance-exploding SDE (h(1) = sigma_max^2 - sigma_min^2)"""
 
-
-@dataclass
-class NotInThePaperArgs:
-    """departures from the paper, on by default where docs/results.md measured them to learn; --paper turns them all off"""
-
+    # Not in the paper: on by default where docs/results.md measured them to learn; --paper turns them all off
     paper: bool = False
-    """the authors' configuration: their K, N, target and sampler, no departure below (explicit flags still win)"""
+    """the authors' configuration: their K, N, target and sampler, none of the departures below (explicit flags still win)"""
     acting_score: Literal["network", "critic"] = "critic"
     """not the paper's: the score that drives the sampler that acts and evaluates: 'network' (s_theta, the paper's) or
     'critic' (grad Q / T for t <= --clean-score-until, the blend estimate above; the network then serves the backup)"""
@@ -93,23 +124,17 @@ class NotInThePaperArgs:
     eval_best_of: int = 1
     """if > 1 (not the paper's), evaluation acts with the one of this many policy samples that min(Q1, Q2) values most"""
 
-
-# What --paper restores: the authors' code defaults for everything above that is ours.
-PAPER = dict(num_mc_samples=1000, num_diffusion_steps=500, acting_score="network", exact_bounds=False, score_target="grad",
-             score_ema=0.0, eval_best_of=1)
-
-
-@dataclass
-class DQSSpeedArgs(SpeedArgs):  # the shared speed flags and the score target's own
-    """the same algorithm, faster (off by default)"""
-
+    # Speed: the same algorithm, faster (off by default)
+    # --- shared: speed flags ---
+    compile: bool = False
+    """torch.compile the networks (forward and backward passes; optimizers stay eager)"""
+    matmul_precision: Literal["highest", "high", "medium"] = "highest"
+    """torch.set_float32_matmul_precision; 'high' is TF32 on GPUs, 'medium' bf16 products on CPUs"""
+    cudagraphs: bool = False
+    """replay the acting sampler and the updates as CUDA graphs (CUDA only)"""
+    # --- end shared: speed flags ---
     mc_chunk_size: int | None = None
     """perturbed actions per chunk of the score target (default: 2048 // batch on CPU, all K on CUDA)"""
-
-
-@dataclass
-class Args(DQSSpeedArgs, NotInThePaperArgs, AlgorithmArgs, ExperimentArgs):  # --help: one section per class, this order reversed
-    exp_name: str = os.path.basename(__file__)[: -len(".py")]
 
 
 def check_args(args: Args):
@@ -124,29 +149,29 @@ def check_args(args: Args):
 
 
 # ---------------------------------------------------------------------------------------------
-# Critic: Q(s, a), two hidden layers of 256.
-class SoftQNetwork(nn.Module):
-    def __init__(self, obs_dim: int, act_dim: int, hidden: int = 256):
-        super().__init__()
-        self.obs_dim = obs_dim
-        self.fc1 = nn.Linear(obs_dim + act_dim, hidden)
-        self.fc2 = nn.Linear(hidden, hidden)
-        self.fc3 = nn.Linear(hidden, 1)
-        orthogonal_init(self)
+# Noise schedule (DQS, arXiv 2410.01312, the method section; the VE SDE of iDEM, arXiv 2402.06121):
+# a variance-exploding SDE with a geometric schedule, t in [0, 1].
+#   x_t = x_0 + sqrt(h(t)) eps,   h(t) = sigma_min^2 (r^(2t) - 1),   r = sigma_max / sigma_min
+#   g(t)^2 = dh/dt = 2 ln(r) sigma_min^2 r^(2t)
+@dataclass(frozen=True)
+class Schedule:
+    sigma_min: float = 1e-5
+    sigma_max: float = 1.0
 
-    def forward(self, obs, actions):
-        return self.condition(obs)(actions)
+    def h(self, t):
+        """h(t), the variance added to a clean x_0 by time t (expm1 keeps it accurate near t = 0)."""
+        log_r = math.log(self.sigma_max / self.sigma_min)
+        return self.sigma_min**2 * torch.expm1(2 * log_r * t)
 
-    def condition(self, obs):
-        """This critic at fixed states as a function Q(s, .) of actions; obs (B, 1, obs_dim) against actions
-        (B, K, act_dim) gives the K actions' values at each state. Speed, same function: the first layer is
-        W [s; a] + b = (W_s s + b) + W_a a, and the bracket is computed once for all the K actions (about
-        1.1x on the score target at Humanoid sizes and K >= 256 on a CPU, docs/speed.md)."""
-        w_s, w_a = self.fc1.weight.split([self.obs_dim, self.fc1.in_features - self.obs_dim], dim=1)
-        fixed = F.linear(obs, w_s, self.fc1.bias)
-        return lambda actions: self.fc3(F.relu(self.fc2(F.relu(fixed + F.linear(actions, w_a))))).squeeze(-1)
+    def g2(self, t):
+        """g(t)^2 = dh/dt, the squared diffusion coefficient of the forward SDE."""
+        log_r = math.log(self.sigma_max / self.sigma_min)
+        return 2 * log_r * self.sigma_min**2 * torch.exp(2 * log_r * t)
 
 
+# ---------------------------------------------------------------------------------------------
+# Score network s_theta(s, x_t, t, T) (DQS, the method section; the architecture of the authors' code):
+# the temperature is an input so that T can be annealed.
 def orthogonal_init(module: nn.Module):
     """The authors' initialisation of every Linear layer, output layers too: orthogonal, gain sqrt(2), zero bias."""
     for m in module.modules():
@@ -155,24 +180,6 @@ def orthogonal_init(module: nn.Module):
             nn.init.zeros_(m.bias)
 
 
-# ---------------------------------------------------------------------------------------------
-# Noise process: a variance-exploding SDE with a geometric schedule, t in [0, 1].
-#   a_t = a_0 + sqrt(h(t)) eps,   h(t) = sigma_min^2 (r^(2t) - 1),   r = sigma_max / sigma_min
-#   g(t)^2 = dh/dt = 2 ln(r) sigma_min^2 r^(2t)
-def noise_variance(t, sigma_min: float = 1e-5, sigma_max: float = 1.0):
-    """h(t), the variance added to a clean action by time t (expm1 keeps it accurate near t = 0)."""
-    log_r = math.log(sigma_max / sigma_min)
-    return sigma_min**2 * torch.expm1(2 * log_r * t)
-
-
-def diffusion_g2(t, sigma_min: float = 1e-5, sigma_max: float = 1.0):
-    """g(t)^2 = dh/dt, the squared diffusion coefficient of the forward SDE."""
-    log_r = math.log(sigma_max / sigma_min)
-    return 2 * log_r * sigma_min**2 * torch.exp(2 * log_r * t)
-
-
-# ---------------------------------------------------------------------------------------------
-# Score network s_theta(s, a_t, t, T): the temperature is an input so that T can be annealed.
 def sinusoidal_embedding(x, dim: int = 128, max_period: float = 1000.0):
     """emb(x) = [sin(x f_k), cos(x f_k)], f_k = max_period^(-k / (dim/2 - 1)), k = 0 .. dim/2 - 1.
 
@@ -185,8 +192,8 @@ def sinusoidal_embedding(x, dim: int = 128, max_period: float = 1000.0):
 
 
 class ScoreNetwork(nn.Module):
-    """s_theta(s, a_t, t, T): concat[s, a_t, emb(t), emb(T)] -> Linear 256, GELU, two residual blocks
-    x + GELU(Linear(x)), Linear to the action dimension."""
+    """s_theta(s, x_t, t, T): concat[s, x_t, emb(t), emb(T)] -> Linear 256, GELU, two residual blocks
+    h + GELU(Linear(h)), Linear to the action dimension."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: int = 256, emb_dim: int = 128):
         super().__init__()
@@ -214,7 +221,7 @@ class ScoreNetwork(nn.Module):
 
         Speed, same function: the first layer is linear, W [s; x; emb t; emb T] + b = (W_s s + W_T emb T + b)
         + W_x x + W_t emb t, so the bracket is computed once per sampler call instead of once per step,
-        and emb(t) once per step for the whole batch (1.7x on the sampler, docs/speed.md)."""
+        and emb(t) once per step for the whole batch (docs/speed.md)."""
         w_s, w_x, w_t, w_temp = self.fc_in.weight.split([self.obs_dim, self.act_dim, self.emb_dim, self.emb_dim], dim=1)
         temperature = torch.as_tensor(temperature, dtype=obs.dtype, device=obs.device)
         fixed = F.linear(obs, w_s) + F.linear(sinusoidal_embedding(temperature, self.emb_dim), w_temp, self.fc_in.bias)
@@ -222,25 +229,26 @@ class ScoreNetwork(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# Monte-Carlo score target (the iDEM estimator). The noised Boltzmann policy is
-#   p_t(a_t) = E_z[ exp(Q(s, a_t + sqrt(h(t)) z) / T) ] / Z,  z ~ N(0, I),
+# Monte-Carlo score target S_K (iDEM, arXiv 2402.06121, its section 3; DQS puts Q/T in iDEM's -energy).
+# The noised Boltzmann policy is
+#   p_t(x_t) = E_z[ exp(Q(s, x_t + sqrt(h(t)) z) / T) ] / Z,  z ~ N(0, I),
 # so with K samples z_i its score is estimated by
-#   S_K(a_t) = grad_{a_t} [ logsumexp_i Q(s, a_t + sqrt(h(t)) z_i) / T - log K ]
-#            = sum_i softmax_i(Q_i / T) grad_a Q_i / T,
+#   S_K(x_t) = grad_{x_t} [ logsumexp_i Q(s, x_t + sqrt(h(t)) z_i) / T - log K ]
+#            = sum_i softmax_i(Q_i / T) grad_x Q_i / T,
 # a self-normalised importance-weighted mean of the critic's action-gradients.
-def mc_score_target(q_at, a_t, t, temperature, num_samples: int, sigma_min: float = 1e-5,
-                    sigma_max: float = 1.0, *, form: str = "grad", chunk_size: int | None = None):
-    """S_K for noisy actions a_t (B, act_dim) at times t (B,), for any differentiable critic at the batch's
-    states q_at(actions (B, n, act_dim)) -> Q (B, n), e.g. SoftQNetwork.condition(obs (B, 1, obs_dim)). A
-    constant target: only action-gradients are taken. form="blend" is our lower-variance variant (below)."""
-    batch, act_dim = a_t.shape
+def mc_score_target(q_of_actions, x_t, t, temperature, num_mc_samples: int, schedule: Schedule = Schedule(), *,
+                    form: str = "grad", chunk_size: int | None = None):
+    """S_K for noisy x_t (B, act_dim) at times t (B,), for any differentiable critic at the batch's states
+    q_of_actions(actions (B, n, act_dim)) -> Q (B, n), e.g. SoftQNetwork.condition(obs (B, 1, obs_dim)). A
+    constant target: only action-gradients are taken. form="blend" is our lower-variance variant (Not in the paper)."""
+    batch, act_dim = x_t.shape
     if chunk_size is None:
-        chunk_size = max(1, CPU_CHUNK_ROWS // batch) if a_t.device.type == "cpu" else num_samples
-    temperature = torch.as_tensor(temperature, dtype=a_t.dtype, device=a_t.device).reshape(-1, 1)  # (1, 1) or (B, 1)
-    sqrt_h = noise_variance(t, sigma_min, sigma_max).sqrt().reshape(batch, 1, 1)
-    z = torch.randn(batch, num_samples, act_dim, device=a_t.device, dtype=a_t.dtype)
-    a_i = a_t.detach().unsqueeze(1) + sqrt_h * z  # the K perturbed actions, (B, K, act_dim)
-    q, grad_q = values_and_action_grads(q_at, a_i, chunk_size)  # (B, K), (B, K, act_dim)
+        chunk_size = max(1, CPU_CHUNK_ROWS // batch) if x_t.device.type == "cpu" else num_mc_samples
+    temperature = torch.as_tensor(temperature, dtype=x_t.dtype, device=x_t.device).reshape(-1, 1)  # (1, 1) or (B, 1)
+    sqrt_h = schedule.h(t).sqrt().reshape(batch, 1, 1)
+    z = torch.randn(batch, num_mc_samples, act_dim, device=x_t.device, dtype=x_t.dtype)
+    x_i = x_t.detach().unsqueeze(1) + sqrt_h * z  # the K perturbed actions, (B, K, act_dim)
+    q, grad_q = values_and_action_grads(q_of_actions, x_i, chunk_size)  # (B, K), (B, K, act_dim)
     w = torch.softmax(q / temperature, dim=1)  # softmax_i(Q_i / T)
     s_k = (w.unsqueeze(-1) * grad_q).sum(1) / temperature
     if form == "blend":
@@ -249,28 +257,112 @@ def mc_score_target(q_at, a_t, t, temperature, num_samples: int, sigma_min: floa
 
 
 # On the CPU the B x K perturbed actions are evaluated in chunks of about CPU_CHUNK_ROWS: the critics'
-# activations then stay in cache instead of streaming B x K x 256 floats through memory (2-2.5x at
-# K = 1000, docs/speed.md). The z draws are made before chunking, so the result does not depend on it.
+# activations then stay in cache instead of streaming B x K x 256 floats through memory (docs/speed.md).
+# The z draws are made before chunking, so the result does not depend on it.
 CPU_CHUNK_ROWS = 2048
 
 
-def values_and_action_grads(q_at, actions, chunk_size: int):
+def values_and_action_grads(q_of_actions, actions, chunk_size: int):
     """Q and grad_a Q at actions (B, K, act_dim), chunk_size samples at a time. Results are written into
-    buffers allocated up front: per-chunk lists fragmented the CPU heap (4.7x the peak memory at K = 4096)."""
+    buffers allocated up front: per-chunk lists fragmented the CPU heap (docs/speed.md)."""
     q, grad_q = actions.new_empty(actions.shape[:2]), torch.empty_like(actions)
     for start in range(0, actions.shape[1], chunk_size):
         chunk = slice(start, start + chunk_size)
         a = actions[:, chunk].detach().requires_grad_(True)
         with torch.enable_grad():
-            q_chunk = q_at(a)
+            q_chunk = q_of_actions(a)
             grad_q[:, chunk] = torch.autograd.grad(q_chunk.sum(), a)[0]
         q[:, chunk] = q_chunk.detach()
     return q, grad_q
 
 
+# ---------------------------------------------------------------------------------------------
+# Score loss (DQS, the method section): denoising score matching of noised replay actions against S_K.
+def score_matching_loss(score_net, q_of_actions, obs, x_0, temperature, num_mc_samples: int, schedule: Schedule = Schedule(), *,
+                        form: str = "grad", chunk_size: int | None = None):
+    """For replay states obs and actions x_0, with q_of_actions the critic at those states (see mc_score_target),
+    t ~ U(0, 1) per row, x_t = x_0 + sqrt(h(t)) eps, lambda(t) = h(t) + 1e-3:
+        loss = mean_b lambda(t) mean_d (s_theta(s, x_t, t, T) - S_K(x_t))^2."""
+    t = torch.rand(x_0.shape[0], device=x_0.device, dtype=x_0.dtype)
+    h_t = schedule.h(t)
+    x_t = x_0 + h_t.sqrt().unsqueeze(-1) * torch.randn_like(x_0)
+    target = mc_score_target(q_of_actions, x_t, t, temperature, num_mc_samples, schedule, form=form, chunk_size=chunk_size)
+    lambda_t = h_t + 1e-3
+    return (lambda_t * (score_net(obs, x_t, t, temperature) - target).pow(2).mean(-1)).mean()
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampler (DQS, the method section): Euler-Maruyama on the reverse SDE, dx = -g(t)^2 score dt + g(t) dw
+# run backwards in time.
+@torch.no_grad()
+def sample_actions(score_fn, shape, num_diffusion_steps: int, schedule: Schedule = Schedule(), *, device=None,
+                   dtype=torch.float32):
+    """x_1 ~ N(0, h(1) I), then for t = 1, 1 - 1/N, ..., 1/N with dt = 1/N:
+        x <- x + g(t)^2 score(x, t) dt + g(t) sqrt(dt) z,   z ~ N(0, I)
+    (no final noise-free step, as in the authors' code). score_fn(x, t) is any score function of x
+    (shape `shape`) and a 0-dim t, e.g. ScoreNetwork.condition(obs, T). Returns the pre-tanh samples x;
+    the executed action is tanh(x)."""
+    dt = 1.0 / num_diffusion_steps
+    h_1 = schedule.h(torch.tensor(1.0, dtype=torch.float64)).item()
+    x = math.sqrt(h_1) * torch.randn(shape, device=device, dtype=dtype)
+    t_grid = torch.arange(num_diffusion_steps, 0, -1, device=device, dtype=dtype) * dt  # t = 1, 1 - 1/N, ..., 1/N, made once
+    for t, g2 in zip(t_grid, schedule.g2(t_grid)):  # 0-dim views: no copy per step
+        x = x + g2 * score_fn(x, t) * dt + (g2 * dt).sqrt() * torch.randn_like(x)
+    return x
+
+
+# ---------------------------------------------------------------------------------------------
+# Critic (DQS, the method section; the authors' init): Q(s, a), two hidden layers of 256. The backup
+# uses fresh diffusion samples at s' and no entropy term (the loop's update_critic).
+class SoftQNetwork(nn.Module):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: int = 256):
+        super().__init__()
+        self.obs_dim = obs_dim
+        self.fc1 = nn.Linear(obs_dim + act_dim, hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+        self.fc3 = nn.Linear(hidden, 1)
+        orthogonal_init(self)
+
+    def forward(self, obs, actions):
+        return self.condition(obs)(actions)
+
+    def condition(self, obs):
+        """This critic at fixed states as a function Q(s, .) of actions; obs (B, 1, obs_dim) against actions
+        (B, K, act_dim) gives the K actions' values at each state. Speed, same function: the first layer is
+        W [s; a] + b = (W_s s + b) + W_a a, and the bracket is computed once for all the K actions (docs/speed.md)."""
+        w_s, w_a = self.fc1.weight.split([self.obs_dim, self.fc1.in_features - self.obs_dim], dim=1)
+        fixed = F.linear(obs, w_s, self.fc1.bias)
+        return lambda actions: self.fc3(F.relu(self.fc2(F.relu(fixed + F.linear(actions, w_a))))).squeeze(-1)
+
+
+def temperature_at(update: int, args: Args) -> float:
+    """Fixed T, or the log-linear anneal log T = log T_init + min(1, update / steps) (log T_final - log T_init)."""
+    if args.temperature_final is None:
+        return args.temperature
+    frac = min(1.0, max(0, update) / args.temperature_anneal_steps)
+    return math.exp((1 - frac) * math.log(args.temperature) + frac * math.log(args.temperature_final))
+
+
+# =============================================================================================
+# Not in the paper: our departures, each behind its flag (`--paper` turns them all off), each measured
+# in docs/results.md.
+# =============================================================================================
+# What --paper restores: the authors' code defaults for everything in Args that is ours.
+PAPER = dict(num_mc_samples=1000, num_diffusion_steps=500, acting_score="network", exact_bounds=False, score_target="grad",
+             score_ema=0.0, eval_best_of=1)
+
+
+def parse_args() -> Args:
+    """The flags; with --paper, PAPER's values become the defaults and flags given explicitly still win."""
+    args = tyro.cli(Args)
+    if args.paper:
+        args = tyro.cli(Args, default=dataclasses.replace(Args(), paper=True, **PAPER))
+    return args
+
+
 def blend_with_noise_form(s_k, w, z, sqrt_h):
-    """Not the paper's (--score-target blend). The same samples give a second estimate of the same score by
-    differentiating the Gaussian kernel instead of Q: E_w[a_i - a_t] / h(t) = E_w[z] / sqrt(h) (the noise form).
+    """--score-target blend. The same samples give a second estimate of the same score by differentiating
+    the Gaussian kernel instead of Q: E_w[x_i - x_t] / h(t) = E_w[z] / sqrt(h) (the noise form).
     S_K is precise while the perturbations are small against Q's curvature (small t); at large t, where
     softmax(Q / T) puts nearly all weight on one sample, its terms are |grad Q| / T, hundreds at T = 0.05,
     while the noise form's are bounded by |z| / sqrt(h). The blend takes, per action dimension,
@@ -284,13 +376,13 @@ def blend_with_noise_form(s_k, w, z, sqrt_h):
     return torch.where(sqrt_h > 0, alpha * s_k + (1 - alpha) * z_mean / sqrt_h, s_k)  # t = 0: no noise form
 
 
-def energy_q(q_at, x, temperature, exact_bounds: bool = False):
+def log_target_times_T(q_of_actions, x, temperature, exact_bounds: bool = False):
     """T log p(x) + const for the density p of the pre-tanh x that the sampler targets (Q/T is the log-density).
     The paper queries Q at the unsquashed x, also outside [-1, 1], so tanh(x) is only roughly Boltzmann. With
-    exact bounds a = tanh(x) ~ exp(Q(s, a) / T) on the box: T log p(x) = Q(s, tanh x) + T sum_d log(1 - tanh(x_d)^2)."""
+    --exact-bounds a = tanh(x) ~ exp(Q(s, a) / T) on the box: T log p(x) = Q(s, tanh x) + T sum_d log(1 - tanh(x_d)^2)."""
     if not exact_bounds:
-        return q_at(x)
-    return q_at(torch.tanh(x)) + temperature * log_det_tanh_jacobian(x)
+        return q_of_actions(x)
+    return q_of_actions(torch.tanh(x)) + temperature * log_det_tanh_jacobian(x)
 
 
 def log_det_tanh_jacobian(x):
@@ -298,63 +390,28 @@ def log_det_tanh_jacobian(x):
     return (2.0 * (math.log(2.0) - x - F.softplus(-2.0 * x))).sum(-1)
 
 
-# ---------------------------------------------------------------------------------------------
-# The score loss: denoising score matching of noised replay actions against S_K.
-def score_matching_loss(score_net, q_at, obs, a_0, temperature, num_samples: int, sigma_min: float = 1e-5,
-                        sigma_max: float = 1.0, *, form: str = "grad", chunk_size: int | None = None):
-    """For replay states obs and actions a_0, with q_at the critic at those states (see mc_score_target),
-    t ~ U(0, 1) per row, a_t = a_0 + sqrt(h(t)) eps, lambda(t) = h(t) + 1e-3:
-        loss = mean_b lambda(t) mean_d (s_theta(s, a_t, t, T) - S_K(a_t))^2."""
-    t = torch.rand(a_0.shape[0], device=a_0.device, dtype=a_0.dtype)
-    h_t = noise_variance(t, sigma_min, sigma_max)
-    a_t = a_0 + h_t.sqrt().unsqueeze(-1) * torch.randn_like(a_0)
-    target = mc_score_target(q_at, a_t, t, temperature, num_samples, sigma_min, sigma_max, form=form, chunk_size=chunk_size)
-    lambda_t = h_t + 1e-3
-    return (lambda_t * (score_net(obs, a_t, t, temperature) - target).pow(2).mean(-1)).mean()
-
-
-# ---------------------------------------------------------------------------------------------
-# Sampler: Euler-Maruyama on the reverse SDE, dx = -g(t)^2 score dt + g(t) dw run backwards in time.
-@torch.no_grad()
-def sample_actions(score_fn, shape, num_steps: int, sigma_min: float = 1e-5, sigma_max: float = 1.0, *,
-                   device=None, dtype=torch.float32):
-    """x_1 ~ N(0, h(1) I), then for t = 1, 1 - 1/N, ..., 1/N with dt = 1/N:
-        x <- x + g(t)^2 score(x, t) dt + g(t) sqrt(dt) z,   z ~ N(0, I)
-    (no final noise-free step, as in the authors' code). score_fn(x, t) is any score function of x
-    (shape `shape`) and a 0-dim t, e.g. ScoreNetwork.condition(obs, T). Returns the pre-tanh samples x;
-    the executed action is tanh(x)."""
-    dt = 1.0 / num_steps
-    h_1 = sigma_min**2 * math.expm1(2 * math.log(sigma_max / sigma_min))
-    x = math.sqrt(h_1) * torch.randn(shape, device=device, dtype=dtype)
-    t_grid = torch.arange(num_steps, 0, -1, device=device, dtype=dtype) * dt  # t = 1, 1 - 1/N, ..., 1/N, made once
-    for t, g2 in zip(t_grid, diffusion_g2(t_grid, sigma_min, sigma_max)):  # 0-dim views: no copy per step
-        x = x + g2 * score_fn(x, t) * dt + (g2 * dt).sqrt() * torch.randn_like(x)
-    return x
-
-
-# ---------------------------------------------------------------------------------------------
-# Not the paper's: the sampler driven by the critic itself. Offline, a score network trained on the exact
-# noised score still samples 2x too wide, because it cannot fit the score where h(t) is comparable to the
+# --acting-score critic: the sampler driven by the critic itself. Offline, a score network trained on the
+# exact noised score still samples too wide, because it cannot fit the score where h(t) is comparable to the
 # policy's variance (t > 0.75 at the default schedule) and that is where the sampler sets the spread; the
 # Monte-Carlo estimate of the same score from the critic is accurate there (docs/diagnosis.md). Below
 # that, one critic gradient is the noised score to O(h): p_t = p * N(0, h) -> p as h -> 0.
-def critic_score(q_at, temperature, num_samples: int, clean_until: float, sigma_min: float = 1e-5,
-                 sigma_max: float = 1.0, *, chunk_size: int | None = None):
-    """score(x, t) for sample_actions from the critic at fixed states, q_at as for mc_score_target, no network:
+def critic_score(q_of_actions, temperature, num_mc_samples: int, clean_until: float, schedule: Schedule = Schedule(), *,
+                 chunk_size: int | None = None):
+    """score(x, t) for sample_actions from the critic at fixed states, q_of_actions as for mc_score_target, no network:
         t <= clean_until:  grad_x Q(s, x) / T                      (the clean score, one critic gradient)
-        t >  clean_until:  the blend estimate with K = num_samples (mc_score_target(form="blend"))
+        t >  clean_until:  the blend estimate with K = num_mc_samples (mc_score_target(form="blend"))
     One branch per sampler step, read from t on the host (one sync per step on a GPU)."""
     def score(x, t):
         if float(t) <= clean_until:
-            return values_and_action_grads(q_at, x.unsqueeze(1), 1)[1].squeeze(1) / temperature
-        return mc_score_target(q_at, x, t.expand(x.shape[0]), temperature, num_samples, sigma_min, sigma_max,
-                               form="blend", chunk_size=chunk_size)
+            return values_and_action_grads(q_of_actions, x.unsqueeze(1), 1)[1].squeeze(1) / temperature
+        return mc_score_target(q_of_actions, x, t.expand(x.shape[0]), temperature, num_mc_samples, schedule, form="blend",
+                               chunk_size=chunk_size)
     return score
 
 
 def best_of(act, q, obs, m: int):
-    """Not the paper's (--eval-best-of m): m draws of act per state, and the one q(obs, actions) values most (the
-    action selection of IDQL and other diffusion policies; a greedier policy than the Boltzmann one it samples)."""
+    """--eval-best-of m: m draws of act per state, and the one q(obs, actions) values most (the action selection
+    of IDQL and other diffusion policies; a greedier policy than the Boltzmann one it samples)."""
     if m == 1:
         return act(obs)
     obs_m = obs.repeat_interleave(m, 0)  # (B * m, obs_dim)
@@ -363,19 +420,302 @@ def best_of(act, q, obs, m: int):
     return actions.reshape(-1, m, actions.shape[-1])[torch.arange(obs.shape[0], device=obs.device), best]
 
 
-def temperature_at(update: int, args: Args) -> float:
-    """Fixed T, or the log-linear anneal log T = log T_init + min(1, update / steps) (log T_final - log T_init)."""
-    if args.temperature_final is None:
-        return args.temperature
-    frac = min(1.0, max(0, update) / args.temperature_anneal_steps)
-    return math.exp((1 - frac) * math.log(args.temperature) + frac * math.log(args.temperature_final))
+# ---------------------------------------------------------------------------------------------
+# The reinforcement-learning skeleton, written out line for line in dqs.py and sac_baseline.py (as
+# CleanRL and LeanRL do) so that each script runs alone; test_dqs.py fails when the two copies differ.
+# --- shared: errors ---
+def fail(message: str):
+    """Bad input ends the run with one line naming the problem and a non-zero exit, not a traceback."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
+def check_common_args(args, positive: list[str] = (), optional: list[str] = ()):
+    """The bounds every run shares, and a script's own flags that must be positive (optional ones when set)."""
+    positive = ["total_timesteps", "buffer_size", "batch_size", "eval_every", "eval_episodes", *positive]
+    for name in positive + [n for n in optional if getattr(args, n) is not None]:
+        if getattr(args, name) <= 0:
+            fail(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.learning_starts < 0:
+        fail(f"--learning-starts must be non-negative, got {args.learning_starts}")
+    if args.batch_size > args.buffer_size:
+        fail(f"--batch-size ({args.batch_size}) is larger than --buffer-size ({args.buffer_size})")
+# --- end shared: errors ---
+
+
+# --- shared: env ---
+def gym_make(env_id: str, **kwargs):
+    """gym.make for MuJoCo and DeepMind Control ids, with flat observations (DMC's come as a dict)."""
+    if env_id.startswith("dm_control/"):
+        try:
+            import shimmy
+        except ImportError:
+            fail(f"{env_id} needs DeepMind Control: pip install 'shimmy[dm-control]'")
+        gym.register_envs(shimmy)
+    env = gym.make(env_id, **kwargs)
+    if isinstance(env.observation_space, gym.spaces.Dict):
+        env = gym.wrappers.FlattenObservation(env)
+    return env
+
+
+def make_env(env_id: str, seed: int):
+    def thunk():
+        env = gym.wrappers.RecordEpisodeStatistics(gym_make(env_id))
+        env.action_space.seed(seed)
+        return env
+
+    return thunk
+
+
+def check_env(env_id: str):
+    """Unknown ids and discrete action spaces are caught before anything is built."""
+    try:
+        env = gym_make(env_id)
+    except gym.error.Error as e:
+        fail(f"cannot make env {env_id!r}: {e}")
+    if not isinstance(env.action_space, gym.spaces.Box):
+        fail(f"{env_id} has a {type(env.action_space).__name__} action space; only continuous (Box) actions are supported")
+    env.close()
+# --- end shared: env ---
+
+
+# --- shared: replay buffer ---
+# Preallocated tensors on the training device, so sampling a batch never leaves it. Its filled part
+# travels with the checkpoint (state_dict), so that a resumed run goes on learning from the same data.
+class ReplayBuffer:
+    FIELDS = ("obs", "next_obs", "actions", "rewards", "terminations")
+
+    def __init__(self, size: int, obs_dim: int, act_dim: int, device: torch.device):
+        self.obs = torch.zeros((size, obs_dim), device=device)
+        self.next_obs = torch.zeros((size, obs_dim), device=device)
+        self.actions = torch.zeros((size, act_dim), device=device)
+        self.rewards = torch.zeros(size, device=device)
+        self.terminations = torch.zeros(size, device=device)
+        self.max_size, self.ptr, self.size, self.device = size, 0, 0, device
+
+    def add(self, obs, next_obs, actions, rewards, terminations, keep):
+        """Adds one vector-env step (arrays with a leading num_envs axis), only the rows where `keep`."""
+        for i in np.flatnonzero(keep):
+            j = self.ptr
+            self.obs[j] = torch.as_tensor(obs[i], device=self.device)
+            self.next_obs[j] = torch.as_tensor(next_obs[i], device=self.device)
+            self.actions[j] = torch.as_tensor(actions[i], device=self.device)
+            self.rewards[j] = float(rewards[i])
+            self.terminations[j] = float(terminations[i])
+            self.ptr = (self.ptr + 1) % self.max_size
+            self.size = min(self.size + 1, self.max_size)
+
+    def sample(self, batch_size: int):
+        idx = torch.randint(0, self.size, (batch_size,), device=self.device)
+        return self.obs[idx], self.actions[idx], self.next_obs[idx], self.rewards[idx], self.terminations[idx]
+
+    def state_dict(self) -> dict:
+        """The filled rows (on the CPU) and the write position."""
+        return {"ptr": self.ptr, "size": self.size} | {k: getattr(self, k)[: self.size].cpu() for k in self.FIELDS}
+
+    def load_state_dict(self, state: dict):
+        if state["size"] > self.max_size:
+            fail(f"the saved replay buffer holds {state['size']} transitions, more than --buffer-size {self.max_size}")
+        for k in self.FIELDS:
+            getattr(self, k)[: state["size"]] = state[k].to(self.device)
+        self.ptr, self.size = state["ptr"] % self.max_size, state["size"]
+# --- end shared: replay buffer ---
+
+
+# --- shared: run ---
+def start_run(args):
+    """Seeds, the device and the run's folder `runs/{env}__{exp_name}__{seed}__{time}` with its TensorBoard
+    writer (a resumed run keeps writing into the folder of its checkpoint); wandb with --track."""
+    run_name = f"{args.env_id.replace('/', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = os.path.dirname(os.path.abspath(args.resume)) if args.resume else os.path.join("runs", run_name)
+    if args.track:
+        try:
+            import wandb
+        except ImportError:
+            fail("--track needs Weights and Biases: pip install wandb")
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
+                   config=vars(args), name=os.path.basename(run_dir), save_code=True)
+    os.makedirs(run_dir, exist_ok=True)
+    writer = SummaryWriter(run_dir)
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{k}|{v}|" for k, v in vars(args).items()])))
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_float32_matmul_precision(args.matmul_precision)
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    if args.cudagraphs and device.type != "cuda":
+        fail("--cudagraphs needs a CUDA device (none is available here, or --no-cuda was given)")
+    return run_dir, writer, device
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, source: nn.Module, tau: float):
+    """target <- tau source + (1 - tau) target, weight by weight: the target critics after each update, and
+    dqs.py's --score-ema average of the score network (tau = 1 - decay)."""
+    for p_target, p in zip(target.parameters(), source.parameters()):
+        p_target.lerp_(p, tau)
+# --- end shared: run ---
+
+
+# --- shared: evaluation ---
+# On its own env and seed, with the script's evaluation policy act_fn(obs (1, obs_dim)) -> actions in [-1, 1].
+def evaluate(act_fn, env_id: str, episodes: int, seed: int, device: torch.device, video: str | None = None) -> np.ndarray:
+    """The returns of `episodes` episodes; with `video` (a path prefix), the first one is recorded as an mp4."""
+    env = gym_make(env_id, render_mode="rgb_array" if video else None)
+    if video:
+        env = gym.wrappers.RecordVideo(env, os.path.dirname(video), name_prefix=os.path.basename(video),
+                                       episode_trigger=lambda episode: episode == 0, disable_logger=True)
+    low, high = env.action_space.low, env.action_space.high
+    returns = []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        done, episodic_return = False, 0.0
+        while not done:
+            with torch.no_grad():
+                action = act_fn(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])[0].cpu().numpy()
+            obs, reward, terminated, truncated, _ = env.step(low + 0.5 * (action + 1.0) * (high - low))
+            episodic_return += float(reward)
+            done = terminated or truncated
+        returns.append(episodic_return)
+    env.close()
+    return np.array(returns)
+# --- end shared: evaluation ---
+
+
+# --- shared: checkpoint ---
+# Everything needed to resume, readable with torch.load(path, weights_only=True): `{exp_name}.pt` holds
+# the networks, optimizers, step and args; `{exp_name}_buffer.pt` beside it the replay buffer's filled
+# part and every random stream's state, so that a resumed run neither refills its buffer nor replays its
+# draws; `{exp_name}_best.pt` the weights of the best evaluation, so that a late collapse keeps the good policy.
+CHECKPOINT_METADATA = ("algo", "env_id", "step", "num_updates", "best_return", "args")  # beside the modules' state dicts
+
+
+def all_finite(modules: dict) -> bool:
+    return all(bool(torch.isfinite(p).all()) for m in modules.values() if isinstance(m, nn.Module) for p in m.parameters())
+
+
+def atomic_save(state: dict, path: str):
+    torch.save(state, path + ".tmp")
+    os.replace(path + ".tmp", path)  # a crash while writing never destroys the last good file
+
+
+def save_checkpoint(path: str, algo: str, step: int, num_updates: int, best_return: float, args, modules: dict) -> bool:
+    if not all_finite(modules):
+        return False  # diverged: keep the last good checkpoint rather than overwrite it with NaNs
+    state = dict(zip(CHECKPOINT_METADATA, (algo, args.env_id, step, num_updates, best_return, asdict(args))))
+    state.update({name: m.state_dict() if hasattr(m, "state_dict") else m for name, m in modules.items()})
+    atomic_save(state, path)
+    return True
+
+
+def load_checkpoint(path: str, algo: str, args, modules: dict, device: torch.device) -> tuple[int, int, float]:
+    """Loads every module in place; returns the env step and the number of updates to continue from, and the
+    best evaluation's return so far."""
+    if not os.path.isfile(path):
+        fail(f"checkpoint {path!r} does not exist")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:
+        fail(f"cannot read checkpoint {path!r}: {type(e).__name__}: {str(e).splitlines()[0]}")
+    if not isinstance(state, dict) or state.get("algo") != algo:
+        fail(f"checkpoint {path!r} was not written by {algo} (found {state.get('algo') if isinstance(state, dict) else type(state).__name__})")
+    if state["env_id"] != args.env_id:
+        fail(f"checkpoint {path!r} is for {state['env_id']}, not {args.env_id}")
+    dropped = sorted(set(state) - set(modules) - set(CHECKPOINT_METADATA))
+    if dropped:  # e.g. the policy's weight average of a --score-ema run, resumed without the flag
+        fail(f"checkpoint {path!r} has {', '.join(map(repr, dropped))}, which this run would drop: it was written with other flags")
+    for name, m in modules.items():
+        if name not in state:
+            fail(f"checkpoint {path!r} has no {name!r}: it was written with other flags")
+        if isinstance(m, torch.Tensor):
+            with torch.no_grad():
+                m.copy_(state[name])
+        else:
+            m.load_state_dict(state[name])
+    return int(state["step"]), int(state.get("num_updates", 0)), float(state.get("best_return", -math.inf))
+
+
+def random_state(envs) -> dict:
+    """Every random stream the run draws from: Python's, NumPy's (warm-up actions), torch's (sampling,
+    minibatches) and each training env's (its resets). As tensors and plain numbers, for weights_only loading."""
+    np_state = np.random.get_state()
+    return {"python": random.getstate(), "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
+            "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "envs": [env.unwrapped.np_random.bit_generator.state for env in envs.envs]}
+
+
+def set_random_state(state: dict, envs):
+    random.setstate((state["python"][0], tuple(state["python"][1]), state["python"][2]))
+    np.random.set_state((state["numpy"][0], state["numpy"][1].numpy().astype(np.uint32), *state["numpy"][2:]))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    for env, env_state in zip(envs.envs, state["envs"]):
+        env.unwrapped.np_random.bit_generator.state = env_state
+
+
+def save_replay(path: str, step: int, rb: ReplayBuffer, envs):
+    atomic_save({"step": step, "buffer": rb.state_dict(), "random": random_state(envs)}, path)
+
+
+def load_replay(path: str, step: int, rb: ReplayBuffer, envs) -> bool:
+    """Restores the buffer and the random streams saved with the checkpoint of this step; False (the buffer
+    refills) when there is none, e.g. beside a checkpoint written by another version or the `_best.pt` weights."""
+    if not os.path.isfile(path):
+        print(f"no replay buffer at {path}: the buffer refills", file=sys.stderr)
+        return False
+    state = torch.load(path, weights_only=True)
+    if state["step"] != step:  # a crash between the two writes
+        print(f"the replay buffer at {path} is from step {state['step']}, not {step}: the buffer refills", file=sys.stderr)
+        return False
+    rb.load_state_dict(state["buffer"])
+    set_random_state(state["random"], envs)
+    return True
+# --- end shared: checkpoint ---
+
+
+# --- shared: cuda graphs ---
+# Speed (--cudagraphs): one CUDA graph per function, as LeanRL does, over the same eager functions.
+class CudaGraphed:
+    """Calls fn eagerly `warmup` times (on a side stream, so that cuBLAS, the allocator and Adam's state are
+    set up before capture), then records its kernels once and from then on replays them: a call copies its
+    tensors into the graph's static inputs and returns the static outputs, valid until the next call. Random
+    draws inside fn are fresh on every replay. fn must not synchronise with the host; its optimizers need
+    Adam(capturable=True)."""
+
+    def __init__(self, fn, warmup: int = 3):
+        self.fn, self.warmup, self.calls, self.graph = fn, warmup, 0, None
+
+    def __call__(self, *args):
+        self.calls += 1
+        if self.calls <= self.warmup:
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                out = self.fn(*args)
+            torch.cuda.current_stream().wait_stream(stream)
+            return out
+        if self.graph is None:
+            self.static_args = [a.clone() for a in args]
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):  # records, does not run: the replay below runs this call
+                self.static_out = self.fn(*self.static_args)
+        for static, a in zip(self.static_args, args):
+            static.copy_(a)
+        self.graph.replay()
+        return self.static_out
+# --- end shared: cuda graphs ---
+
+
+# ---------------------------------------------------------------------------------------------
+# The training loop (DQS, the paper's algorithm: one critic step, then one score step on the updated
+# critic, per env step after uniform-random warm-up actions)
 if __name__ == "__main__":
-    args = parse_args(Args)
-    if args.paper:  # the authors' values become the defaults; flags given explicitly still win
-        args = parse_args(Args, defaults=Args(paper=True, **PAPER))
+    args = parse_args()
     check_args(args)
+    # --- shared: loop setup ---
     check_env(args.env_id)
     run_dir, writer, device = start_run(args)
 
@@ -384,9 +724,11 @@ if __name__ == "__main__":
     obs_dim = int(np.prod(envs.single_observation_space.shape))
     act_dim = int(np.prod(envs.single_action_space.shape))
     low, high = envs.single_action_space.low, envs.single_action_space.high
+    # --- end shared: loop setup ---
 
     score_net = ScoreNetwork(obs_dim, act_dim).to(device)
     policy_net = copy.deepcopy(score_net) if args.score_ema > 0 else score_net  # the weights the policy samples with
+    # --- shared: critics ---
     qf1 = SoftQNetwork(obs_dim, act_dim).to(device)
     qf2 = SoftQNetwork(obs_dim, act_dim).to(device)
     qf1_target = SoftQNetwork(obs_dim, act_dim).to(device)
@@ -394,6 +736,7 @@ if __name__ == "__main__":
     qf1_target.load_state_dict(qf1.state_dict())
     qf2_target.load_state_dict(qf2.state_dict())
     q_optimizer = torch.optim.Adam(list(qf1.parameters()) + list(qf2.parameters()), lr=args.q_lr, capturable=args.cudagraphs)
+    # --- end shared: critics ---
     score_optimizer = torch.optim.Adam(list(score_net.parameters()), lr=args.score_lr, capturable=args.cudagraphs)
     if args.compile:  # in place: the parameters and the checkpoint's keys stay those of the eager modules
         for m in (score_net, qf1, qf2, qf1_target, qf2_target):
@@ -401,31 +744,32 @@ if __name__ == "__main__":
     modules = {"score_net": score_net, "qf1": qf1, "qf2": qf2, "qf1_target": qf1_target, "qf2_target": qf2_target,
                "q_optimizer": q_optimizer, "score_optimizer": score_optimizer} | ({"policy_net": policy_net} if args.score_ema > 0 else {})
     temperature = torch.tensor(args.temperature, device=device)  # T, a device tensor updated in place when annealed
+    schedule = Schedule(args.sigma_min, args.sigma_max)
 
     def act(obs):
         """A fresh sample of the diffusion policy at these states, squashed into the box: a = tanh(x)."""
-        x = sample_actions(policy_net.condition(obs, temperature), (obs.shape[0], act_dim), args.num_diffusion_steps,
-                           args.sigma_min, args.sigma_max, device=device)
+        x = sample_actions(policy_net.condition(obs, temperature), (obs.shape[0], act_dim), args.num_diffusion_steps, schedule,
+                           device=device)
         return torch.tanh(x)
 
     def act_critic(obs):
         """Not the paper's (--acting-score critic): the same sampler driven by the critic's own score estimate."""
-        score = critic_score(q_energy_at(obs.unsqueeze(1)), temperature, args.acting_mc_samples, args.clean_score_until,
-                             args.sigma_min, args.sigma_max, chunk_size=args.mc_chunk_size)
-        return torch.tanh(sample_actions(score, (obs.shape[0], act_dim), args.num_diffusion_steps, args.sigma_min,
-                                         args.sigma_max, device=device))
+        score = critic_score(log_target_at(obs.unsqueeze(1)), temperature, args.acting_mc_samples, args.clean_score_until,
+                             schedule, chunk_size=args.mc_chunk_size)
+        return torch.tanh(sample_actions(score, (obs.shape[0], act_dim), args.num_diffusion_steps, schedule, device=device))
 
     acting = act_critic if args.acting_score == "critic" else act  # acting and evaluation; the backup always calls act
 
     def act_eval(obs):
         return best_of(acting, lambda o, a: torch.min(qf1(o, a), qf2(o, a)), obs, args.eval_best_of)
 
-    def q_energy_at(obs):
-        """Q as the estimator sees it at these states (B, 1, obs_dim): the min of the *online* critics (the
-        targets lag by design; the policy should follow the critic being learned now), through their eager
-        forward also under --compile (compiled, this input-gradient pass ran slower on the CPU, docs/speed.md)."""
+    def log_target_at(obs):
+        """T log p(x) + const at these states (B, 1, obs_dim) as a function of x, what S_K differentiates: the min
+        of the *online* critics (the targets lag by design; the policy should follow the critic being learned now),
+        through their eager forward also under --compile (compiled, this input-gradient pass ran slower on the CPU,
+        docs/speed.md)."""
         q1_at, q2_at = qf1.condition(obs), qf2.condition(obs)
-        return lambda x: energy_q(lambda a: torch.min(q1_at(a), q2_at(a)), x, temperature, args.exact_bounds)
+        return lambda x: log_target_times_T(lambda a: torch.min(q1_at(a), q2_at(a)), x, temperature, args.exact_bounds)
 
     def update_critic(b_obs, b_actions, b_next_obs, b_rewards, b_terminations):
         with torch.no_grad():
@@ -449,9 +793,9 @@ if __name__ == "__main__":
 
     def update_score(b_obs, b_actions):
         """The score step, on the critic just updated; with exact bounds the diffusion lives in pre-tanh space."""
-        a_0 = torch.atanh(b_actions.clamp(-1 + 1e-6, 1 - 1e-6)) if args.exact_bounds else b_actions
-        score_loss = score_matching_loss(score_net, q_energy_at(b_obs.unsqueeze(1)), b_obs, a_0, temperature, args.num_mc_samples, args.sigma_min,
-                                         args.sigma_max, form=args.score_target, chunk_size=args.mc_chunk_size)
+        x_0 = torch.atanh(b_actions.clamp(-1 + 1e-6, 1 - 1e-6)) if args.exact_bounds else b_actions
+        score_loss = score_matching_loss(score_net, log_target_at(b_obs.unsqueeze(1)), b_obs, x_0, temperature, args.num_mc_samples,
+                                         schedule, form=args.score_target, chunk_size=args.mc_chunk_size)
         score_optimizer.zero_grad()
         score_loss.backward()
         score_optimizer.step()
@@ -459,13 +803,17 @@ if __name__ == "__main__":
             soft_update(policy_net, score_net, 1 - args.score_ema)
         return {"score_loss": score_loss}
 
+    # --- shared: resume ---
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
-    start_step, num_updates = load_checkpoint(args.resume, ALGO, args, modules, device) if args.resume else (0, 0)
+    start_step, num_updates, best_return = load_checkpoint(args.resume, ALGO, args, modules, device) if args.resume else (0, 0, -math.inf)
+    restored = bool(args.resume) and load_replay(args.resume.removesuffix(".pt") + "_buffer.pt", start_step, rb, envs)
+    # --- end shared: resume ---
     policy = acting  # acting on the env's states (the backup calls act itself)
     if args.cudagraphs:  # captured after --resume has loaded the optimizers' state; the critic-driven sampler
         graphed = [update_critic, update_score] + ([act, act_eval] if args.acting_score == "network" else [])  # branches on t: eager
         update_critic, update_score, *rest = (CudaGraphed(f) for f in graphed)
         policy, act_eval = rest or (policy, act_eval)
+    # --- shared: loop start ---
     ckpt_path = os.path.join(run_dir, f"{args.exp_name}.pt")
     video_path = os.path.join(run_dir, "videos", "eval-step{}") if args.capture_video else None
     start_time = time.time()
@@ -473,8 +821,26 @@ if __name__ == "__main__":
     first_update_step, first_update_time = None, None  # for the SPS of the training phase alone
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a cluster's preemption ends the run like Ctrl-C
 
-    # TRY NOT TO MODIFY: start the game
-    obs, _ = envs.reset(seed=args.seed)
+    def evaluate_and_save(step: int):
+        """Evaluates the policy; with --save-model checkpoints the run (weights, buffer, random states) and keeps
+        the best evaluation's weights in `{exp_name}_best.pt`."""
+        global eval_returns, last_eval_step, best_return
+        eval_returns = evaluate(act_eval, args.env_id, args.eval_episodes, args.seed + 10_000, device, video_path and video_path.format(step))
+        writer.add_scalar("eval/episodic_return", eval_returns.mean(), step)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})  # the files are written together:
+        try:  # Ctrl-C or SIGTERM waits until they are, then stops the run
+            if eval_returns.mean() > best_return:
+                best_return = float(eval_returns.mean())
+                if args.save_model:
+                    save_checkpoint(ckpt_path.removesuffix(".pt") + "_best.pt", ALGO, step, num_updates, best_return, args, modules)
+            if args.save_model and save_checkpoint(ckpt_path, ALGO, step, num_updates, best_return, args, modules):
+                save_replay(ckpt_path.removesuffix(".pt") + "_buffer.pt", step, rb, envs)
+            last_eval_step = step
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+    # TRY NOT TO MODIFY: start the game (a restored run goes on with its env's own random stream)
+    obs, _ = envs.reset(seed=None if restored else args.seed)
     autoreset = np.zeros(envs.num_envs, dtype=bool)
     pbar = tqdm(total=args.total_timesteps, initial=start_step, desc=f"{ALGO} {args.env_id}", mininterval=1.0, dynamic_ncols=True)
     global_step = start_step
@@ -503,14 +869,17 @@ if __name__ == "__main__":
             obs = next_obs
 
             # ALGO LOGIC: training.
-            # `rb.size` rather than the step: a resumed run refills its buffer with policy actions first.
+            # `rb.size` rather than the step: a run resumed with its saved buffer updates at once, one resumed
+            # without it (a checkpoint of another version) refills its buffer with policy actions first.
             if rb.size >= max(args.learning_starts, args.batch_size):
                 if first_update_step is None:
                     first_update_step, first_update_time = global_step, time.time()
                 b_obs, b_actions, b_next_obs, b_rewards, b_terminations = rb.sample(args.batch_size)
+                # --- end shared: loop start ---
                 if args.temperature_final is not None:  # annealed: T, read by the update on the device, moves
                     temperature.fill_(temperature_at(num_updates, args))
                 losses = {**update_critic(b_obs, b_actions, b_next_obs, b_rewards, b_terminations), **update_score(b_obs, b_actions)}
+                # --- shared: loop middle ---
                 num_updates += 1
 
                 # update the target networks
@@ -525,8 +894,10 @@ if __name__ == "__main__":
                         break
                     for k, v in losses.items():
                         writer.add_scalar(f"losses/{k}", v, global_step)
+                # --- end shared: loop middle ---
                     writer.add_scalar("charts/temperature", temperature_at(num_updates, args), global_step)
 
+            # --- shared: loop end ---
             if global_step % 100 == 0:
                 sps = int((global_step + 1 - start_step) / (time.time() - start_time))
                 writer.add_scalar("charts/SPS", sps, global_step)
@@ -537,12 +908,7 @@ if __name__ == "__main__":
                 if not all_finite(modules):
                     diverged = f"non-finite network weights at step {global_step + 1}"
                     break
-                eval_returns = evaluate(act_eval, args.env_id, args.eval_episodes, args.seed + 10_000, device,
-                                        video_path and video_path.format(global_step + 1))
-                last_eval_step = global_step + 1
-                writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step + 1)
-                if args.save_model:
-                    save_checkpoint(ckpt_path, ALGO, global_step + 1, num_updates, args, modules)
+                evaluate_and_save(global_step + 1)
         else:
             global_step = args.total_timesteps
     except KeyboardInterrupt:
@@ -551,18 +917,16 @@ if __name__ == "__main__":
     loop_end_time = time.time()
 
     # the end of a run: a final evaluation, checkpoint and summary (also after Ctrl-C or SIGTERM, never after NaN)
-    if diverged is None:
-        if last_eval_step != global_step:
-            eval_returns = evaluate(act_eval, args.env_id, args.eval_episodes, args.seed + 10_000, device,
-                                    video_path and video_path.format(global_step))
-            writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step)
-        if args.save_model and save_checkpoint(ckpt_path, ALGO, global_step, num_updates, args, modules):
-            print(f"model saved to {ckpt_path}")
+    if diverged is None and last_eval_step != global_step:
+        evaluate_and_save(global_step)
+    if diverged is None and args.save_model and all_finite(modules):
+        print(f"model saved to {ckpt_path}")
     wall_time = time.time() - start_time
     update_sps = (global_step - first_update_step) / (loop_end_time - first_update_time) if first_update_step is not None else None
     summary = {"algo": ALGO, "env_id": args.env_id, "seed": args.seed, "global_step": global_step, "num_updates": num_updates,
                "eval_return_mean": float(eval_returns.mean()) if eval_returns is not None else None,
                "eval_return_std": float(eval_returns.std()) if eval_returns is not None else None,
+               "best_eval_return": best_return if best_return > -math.inf else None,
                "sps": (global_step - start_step) / wall_time, "update_sps": update_sps, "wall_time_s": wall_time,
                "stopped": diverged or (f"interrupted at step {global_step}" if interrupted else None), "args": asdict(args)}
     with open(os.path.join(run_dir, "summary.json"), "w") as f:
@@ -572,3 +936,4 @@ if __name__ == "__main__":
     writer.close()
     if diverged:
         fail(f"{diverged}; the last good checkpoint is kept" if args.save_model else diverged)
+    # --- end shared: loop end ---

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 import tyro
 from tqdm import tqdm
 
-from dqs import ScoreNetwork, SoftQNetwork, energy_q, mc_score_target, sample_actions, score_matching_loss
+from dqs import Schedule, ScoreNetwork, SoftQNetwork, fail, log_target_times_T, mc_score_target, sample_actions, score_matching_loss
 from sac_baseline import Actor
 
 
@@ -184,15 +184,15 @@ def exact_samples(exact, n: int, seed: int = 0):
     return grid[torch.multinomial(p, n, replacement=True, generator=g)]
 
 
-def estimator_driven_actions(reward_fn, n: int, num_samples: int, num_steps: int, temperature: float,
-                             sigma_min: float = 1e-5, sigma_max: float = 1.0, seed: int = 0):
+def estimator_driven_actions(reward_fn, n: int, num_mc_samples: int, num_diffusion_steps: int, temperature: float,
+                             schedule: Schedule = Schedule(), seed: int = 0):
     """Executed actions tanh(x) of dqs.py's sampler driven by dqs.py's Monte-Carlo score target of the
     true reward itself (no critic, no network): what DQS samples if its score network fits its target."""
     def score(x, t):
-        return mc_score_target(lambda a: reward_fn(a).to(a.dtype), x, t.expand(n), temperature, num_samples, sigma_min, sigma_max)
+        return mc_score_target(lambda a: reward_fn(a).to(a.dtype), x, t.expand(n), temperature, num_mc_samples, schedule)
 
     torch.manual_seed(seed)
-    return torch.tanh(sample_actions(score, (n, 2), num_steps, sigma_min, sigma_max))
+    return torch.tanh(sample_actions(score, (n, 2), num_diffusion_steps, schedule))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,13 +237,15 @@ def train_dqs(args: Args, reward_fn, progress: bool = True):
     data = Data(args.warmup + (args.iterations // args.collect_every + 1) * args.collect, reward_fn, args.warmup)
     obs = torch.zeros(args.batch_size, 1)
 
-    def q_energy_at(o):  # as in dqs.py: T log p(x) up to a constant, at the states o (B, 1, 1)
+    schedule = Schedule(args.sigma_min, args.sigma_max)
+
+    def log_target_at(o):  # as in dqs.py: T log p(x) up to a constant, at the states o (B, 1, 1)
         q1_at, q2_at = qf1.condition(o), qf2.condition(o)
         q_min = (lambda a: reward_fn(a).to(a.dtype)) if args.true_reward else (lambda a: torch.min(q1_at(a), q2_at(a)))
-        return lambda x: energy_q(q_min, x, T, args.exact_bounds)
+        return lambda x: log_target_times_T(q_min, x, T, args.exact_bounds)
 
-    def act(n: int, num_steps: int):
-        x = sample_actions(score_net.condition(torch.zeros(n, 1), T), (n, 2), num_steps, args.sigma_min, args.sigma_max)
+    def act(n: int, num_diffusion_steps: int):
+        x = sample_actions(score_net.condition(torch.zeros(n, 1), T), (n, 2), num_diffusion_steps, schedule)
         return torch.tanh(x)
 
     for it in tqdm(range(args.iterations), desc="dqs", disable=not progress, mininterval=1.0, dynamic_ncols=True):
@@ -254,8 +256,8 @@ def train_dqs(args: Args, reward_fn, progress: bool = True):
             critic_step(qf1, qf2, q_optimizer, obs, b_actions, b_rewards)
 
         # score step, as in dqs.py: denoising score matching of noised executed actions against S_K
-        a_0 = torch.atanh(b_actions.clamp(-1 + 1e-6, 1 - 1e-6)) if args.exact_bounds else b_actions
-        score_loss = score_matching_loss(score_net, q_energy_at(obs.unsqueeze(1)), obs, a_0, T, args.num_mc_samples, args.sigma_min, args.sigma_max)
+        x_0 = torch.atanh(b_actions.clamp(-1 + 1e-6, 1 - 1e-6)) if args.exact_bounds else b_actions
+        score_loss = score_matching_loss(score_net, log_target_at(obs.unsqueeze(1)), obs, x_0, T, args.num_mc_samples, schedule)
         score_optimizer.zero_grad()
         score_loss.backward()
         score_optimizer.step()
@@ -387,12 +389,6 @@ def sweep_markdown(args: Args, command: str, results, floor, target, wall_s: flo
 
 
 # ---------------------------------------------------------------------------------------------
-def fail(message: str):
-    """Bad input ends the run with one line naming the problem and a non-zero exit, not a traceback."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
 def check_args(args: Args):
     if args.reward not in REWARDS:
         fail(f"unknown --reward {args.reward!r}; choose one of {', '.join(REWARDS)}")

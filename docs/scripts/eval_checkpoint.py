@@ -23,8 +23,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-from dqs import ScoreNetwork, SoftQNetwork, best_of, sample_actions, temperature_at  # noqa: E402
-from rl_common import evaluate, gym_make  # noqa: E402
+from dqs import Schedule, ScoreNetwork, SoftQNetwork, best_of, evaluate, gym_make, sample_actions, temperature_at  # noqa: E402
 
 
 def load_policy(state, m: int = 1):
@@ -42,7 +41,7 @@ def load_policy(state, m: int = 1):
 
     def sample(obs):
         x = sample_actions(net.condition(obs, temperature), (obs.shape[0], act_dim), args.num_diffusion_steps,
-                           args.sigma_min, args.sigma_max)
+                           Schedule(args.sigma_min, args.sigma_max))
         return torch.tanh(x)
 
     def act(obs):  # as dqs.py evaluates with --eval-best-of

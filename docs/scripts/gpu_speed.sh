@@ -3,7 +3,7 @@
 #
 #     OUT=gpu_results bash docs/scripts/gpu_speed.sh
 #
-# Writes under $OUT: the CUDA tests' log, bench.py's tables (the parts over K and N, and float32 against
+# Writes under $OUT: the CUDA tests' log, benchmark/speed.py's tables (the parts over K and N, and float32 against
 # TF32 and bf16 on critics of a short run), the env steps per second of both scripts eager against
 # --cudagraphs and against --compile at the paper's K = 1000 on Humanoid-v4, and the first minutes of a
 # DQS run at the paper's defaults on InvertedPendulum-v4 with --cudagraphs.
@@ -17,10 +17,10 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/gpu
 python -m pytest test_dqs.py -q -k "cuda_graphed" 2>&1 | tee "$OUT/test_cuda.txt"
 
 # 2. the parts, and whether TF32 moves the score target by less than its own Monte-Carlo spread
-python bench.py --device cuda --ks 64 256 1000 4096 --ns 20 50 --repeats 7 2>&1 | tee "$OUT/bench_cuda.md"
+python benchmark/speed.py --device cuda --ks 64 256 1000 4096 --ns 20 50 --repeats 7 2>&1 | tee "$OUT/bench_cuda.md"
 python dqs.py --env-id InvertedPendulum-v4 --total-timesteps 3000 --learning-starts 2000 --num-mc-samples 64 \
     --eval-every 3000 --eval-episodes 1 --save-model --exp-name precision_ckpt >/dev/null 2>&1
-python bench.py --device cuda --precision --ks 64 1000 --checkpoint runs/InvertedPendulum-v4__precision_ckpt__*/precision_ckpt.pt \
+python benchmark/speed.py --device cuda --precision --ks 64 1000 --checkpoint runs/InvertedPendulum-v4__precision_ckpt__*/precision_ckpt.pt \
     2>&1 | tee "$OUT/bench_precision_cuda.md"
 
 # 3. env steps per second, Humanoid-v4, K = 1000, one run each way (the lever's gain is the ratio)

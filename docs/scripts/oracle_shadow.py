@@ -27,7 +27,6 @@ from torch.utils.tensorboard import SummaryWriter
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 import dqs  # noqa: E402
-import rl_common  # noqa: E402
 
 
 @dataclass
@@ -82,7 +81,7 @@ if __name__ == "__main__":
         states, m = obs.shape[0], samples_per_state
         num_steps = args.shadow_num_diffusion_steps or args.num_diffusion_steps
         x = dqs.sample_actions(score_net.condition(obs.repeat_interleave(m, 0), temperature), (states * m, 1), num_steps,
-                               args.sigma_min, args.sigma_max, device=device)
+                               dqs.Schedule(args.sigma_min, args.sigma_max), device=device)
         a = torch.tanh(x).reshape(states, m)
         grid = torch.linspace(-1, 1, grid_points, device=device)
         q_grid = q_min(obs.unsqueeze(1), grid.reshape(1, -1, 1))  # (S, grid)
@@ -121,15 +120,15 @@ if __name__ == "__main__":
             q_loss.backward()
             q_optimizer.step()
             if args.shadow:  # dqs.py's score step, on the critic just updated
-                a_0 = torch.atanh(b_actions.clamp(-1 + 1e-6, 1 - 1e-6)) if args.exact_bounds else b_actions
+                x_0 = torch.atanh(b_actions.clamp(-1 + 1e-6, 1 - 1e-6)) if args.exact_bounds else b_actions
                 score_loss = dqs.score_matching_loss(
-                    score_net, lambda x: dqs.energy_q(lambda a: q_min(b_obs.unsqueeze(1), a), x, temperature, args.exact_bounds), b_obs, a_0, temperature,
-                    args.num_mc_samples, args.sigma_min, args.sigma_max, form=args.score_target, chunk_size=args.mc_chunk_size)
+                    score_net, lambda x: dqs.log_target_times_T(lambda a: q_min(b_obs.unsqueeze(1), a), x, temperature, args.exact_bounds), b_obs, x_0, temperature,
+                    args.num_mc_samples, dqs.Schedule(args.sigma_min, args.sigma_max), form=args.score_target, chunk_size=args.mc_chunk_size)
                 score_optimizer.zero_grad()
                 score_loss.backward()
                 score_optimizer.step()
-            rl_common.soft_update(qf1_target, qf1, args.tau)
-            rl_common.soft_update(qf2_target, qf2, args.tau)
+            dqs.soft_update(qf1_target, qf1, args.tau)
+            dqs.soft_update(qf2_target, qf2, args.tau)
             if args.shadow and global_step % args.shadow_every == 0:
                 fidelity = {k: float(v) for k, v in shadow_fidelity(b_obs[:64]).items()}
                 for k, v in fidelity.items():

@@ -157,7 +157,7 @@ class ExactScore:
 
     def __call__(self, idx, obs, x_t, t):
         """Score at x_t (B, 1) and times t (B,) for states obs = states[idx]."""
-        h = dqs.noise_variance(t).unsqueeze(-1)  # (B, 1)
+        h = dqs.Schedule().h(t).unsqueeze(-1)  # (B, 1)
         score = torch.empty_like(x_t)
         wide = (h.sqrt() > 4 * self.dx).squeeze(-1)
         if wide.any():  # p_t = p * N(0, h) on the grid: the weighted mean of (x - x_t) / h
@@ -194,11 +194,11 @@ class NoiseParameterised(torch.nn.Module):
         self.net, self.act_dim = net, net.act_dim
 
     def forward(self, obs, x, t, temperature):
-        return -self.net(obs, x, t, temperature) / dqs.noise_variance(t).sqrt().unsqueeze(-1)
+        return -self.net(obs, x, t, temperature) / dqs.Schedule().h(t).sqrt().unsqueeze(-1)
 
     def condition(self, obs, temperature):
         score = self.net.condition(obs, temperature)
-        return lambda x, t: -score(x, t) / dqs.noise_variance(t).sqrt()
+        return lambda x, t: -score(x, t) / dqs.Schedule().h(t).sqrt()
 
 
 def mc_target(energy, obs, x_t, t, temperature, k, form):
@@ -206,7 +206,7 @@ def mc_target(energy, obs, x_t, t, temperature, k, form):
     paper's S_K and the opt-in blend); 'noise' is the same weights on z alone, E_w[z] / sqrt(h(t))."""
     if form in ("grad", "blend"):
         return dqs.mc_score_target(lambda x: energy(obs.unsqueeze(1), x), x_t, t, temperature, k, form=form)
-    h = dqs.noise_variance(t).reshape(-1, 1, 1)
+    h = dqs.Schedule().h(t).reshape(-1, 1, 1)
     z = torch.randn(x_t.shape[0], k, x_t.shape[1])
     w = torch.softmax(energy(obs.unsqueeze(1), x_t.unsqueeze(1) + h.sqrt() * z) / temperature, 1).unsqueeze(-1)
     return (w * z).sum(1) / h.reshape(-1, 1).sqrt()
@@ -292,9 +292,9 @@ def main():
     t_eval = torch.rand(len(eval_idx) * 16, generator=g)
     idx_eval = eval_idx.repeat(16)
     x0_eval = torch.atanh(act_all[idx_eval].clamp(-1 + 1e-6, 1 - 1e-6))
-    x_eval = x0_eval + dqs.noise_variance(t_eval).sqrt().unsqueeze(-1) * torch.randn(x0_eval.shape, generator=g)
+    x_eval = x0_eval + dqs.Schedule().h(t_eval).sqrt().unsqueeze(-1) * torch.randn(x0_eval.shape, generator=g)
     s_eval = exact(idx_eval, obs_all[idx_eval], x_eval, t_eval)
-    lam_eval = dqs.noise_variance(t_eval) + 1e-3
+    lam_eval = dqs.Schedule().h(t_eval) + 1e-3
 
     s_signal = lam_eval * s_eval.pow(2).squeeze(-1)
     quarter = lambda v: " ".join(f"{float(v[(t_eval >= lo) & (t_eval < lo + 0.25)].mean()):8.3g}" for lo in (0.0, 0.25, 0.5, 0.75))
@@ -326,7 +326,7 @@ def main():
             obs = obs_all[idx]
             x_0 = to_x(act_all[idx])
             t = torch.rand(args.batch_size)
-            h = dqs.noise_variance(t)
+            h = dqs.Schedule().h(t)
             x_t = x_0 + h.sqrt().unsqueeze(-1) * torch.randn_like(x_0)
             if target == "exact":
                 y = exact(idx, obs, x_t, t)

@@ -33,7 +33,7 @@ for sigma_max in (1.0, 3.0):
     for k in (256, 1000):
         for n_steps in (50, 100, 200):
             start = time.time()
-            a = toy_bandit.estimator_driven_actions(reward_fn, 1000, k, n_steps, args.temperature, args.sigma_min, sigma_max)
+            a = toy_bandit.estimator_driven_actions(reward_fn, 1000, k, n_steps, args.temperature, dqs.Schedule(args.sigma_min, sigma_max))
             d = toy_bandit.distances(a, exact, centers)
             saturated = (a.abs() > 0.999).any(1).float().mean().item()
             print(f"sigma_max {sigma_max:g}  K {k:4d}  N {n_steps:3d}  TV {d['tv']:.3f}  non-finite {d['non_finite']:.3f}  "

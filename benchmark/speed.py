@@ -1,12 +1,12 @@
 """Speed of DQS's parts at Humanoid-v4 sizes (obs 376, act 17, batch 256), on CPU or CUDA.
 
-    python bench.py                       # CPU, the tables of docs/speed.md
-    python bench.py --device cuda         # the same on a GPU
-    python bench.py --fidelity            # sampler fidelity on a 1-D mixture with its exact score
-    python bench.py --compile             # eager against torch.compile'd networks
-    python bench.py --memory              # peak memory of the score target, one pass against chunks
-    python bench.py --blend               # the score target's cost, the paper's form against the blend
-    python bench.py --precision --checkpoint runs/.../dqs.pt   # float32 against bfloat16: time, and error
+    python benchmark/speed.py                       # CPU, the tables of docs/speed.md
+    python benchmark/speed.py --device cuda         # the same on a GPU
+    python benchmark/speed.py --fidelity            # sampler fidelity on a 1-D mixture with its exact score
+    python benchmark/speed.py --compile             # eager against torch.compile'd networks
+    python benchmark/speed.py --memory              # peak memory of the score target, one pass against chunks
+    python benchmark/speed.py --blend               # the score target's cost, the paper's form against the blend
+    python benchmark/speed.py --precision --checkpoint runs/.../dqs.pt   # float32 against bfloat16: time, and error
 
 Times, as medians over repeats, with the device synchronised around each call:
   - the Monte-Carlo score target over K (both critics' forward and action-gradients at B x K actions),
@@ -20,6 +20,7 @@ so that "how far from the hardware" is a ratio measured in the same run.
 import contextlib
 import copy
 import math
+import os
 import resource
 import statistics
 import subprocess
@@ -32,7 +33,8 @@ import torch
 import torch.nn.functional as F
 import tyro
 
-import dqs
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root, for dqs.py
+import dqs  # noqa: E402
 
 OBS_DIM, ACT_DIM, BATCH = 376, 17, 256
 
@@ -86,12 +88,12 @@ def fidelity_table(args):
     print("|---|---|---|---|---|")
     for sigma_max in (1.0, 3.0):
         def score(x, t):
-            v = s2 + dqs.noise_variance(t, 1e-5, sigma_max)
+            v = s2 + dqs.Schedule(1e-5, sigma_max).h(t)
             resp = torch.softmax(torch.log(w) - 0.5 * (x - m) ** 2 / v - 0.5 * torch.log(v), -1)
             return (resp * (-(x - m) / v)).sum(-1, keepdim=True)
 
         for num_steps in (10, 20, 50, 100, 200, 500, 1000):
-            x = dqs.sample_actions(score, (n, 1), num_steps, 1e-5, sigma_max)[:, 0]
+            x = dqs.sample_actions(score, (n, 1), num_steps, dqs.Schedule(1e-5, sigma_max))[:, 0]
             print(f"| {sigma_max:g} | {num_steps} | {(x < 0).float().mean():.3f} | {x.mean():.3f} | {x.var():.3f} |", flush=True)
 
 
@@ -204,7 +206,7 @@ def precision_table(args, q_min, obs, actions, t, T, device):
     for k in args.ks:
         for t_value in (0.1, 0.5, 0.9):
             tt = torch.full((BATCH,), t_value, device=device)
-            h = dqs.noise_variance(tt).unsqueeze(-1)
+            h = dqs.Schedule().h(tt).unsqueeze(-1)
             a = (torch.rand(BATCH, act_dim, generator=g) * 2 - 1).to(device) + h.sqrt() * torch.randn(BATCH, act_dim, generator=g).to(device)
             ref = target("highest", k, q_fn, o, a, tt, seed=2)
             spread = (ref - target("highest", k, q_fn, o, a, tt, seed=3)).pow(2).mean().sqrt() / math.sqrt(2)
@@ -239,7 +241,7 @@ if __name__ == "__main__":
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     if not args.memory_k:
-        print(f"# bench.py on {name}, torch {torch.__version__}\n")
+        print(f"# benchmark/speed.py on {name}, torch {torch.__version__}\n")
     chunk = max(1, dqs.CPU_CHUNK_ROWS // BATCH)  # dqs.py's default chunk on the CPU, in samples
     if (args.memory or args.memory_k) and device.type != "cpu":
         raise SystemExit("error: --memory measures the process's resident memory, so it runs on the CPU only")
