@@ -72,6 +72,7 @@ class Args:
     # --- end shared: experiment flags ---
 
     # DQS as in the paper, with the authors' code defaults where the help does not say ours
+    # --- shared: algorithm flags ---
     env_id: str = "Humanoid-v4"
     """the id of the environment (MuJoCo, or DeepMind Control as dm_control/cartpole-swingup-v0)"""
     total_timesteps: int = 1_000_000
@@ -84,6 +85,7 @@ class Args:
     """target smoothing coefficient"""
     batch_size: int = 256
     """the batch size of sample from the replay memory"""
+    # --- end shared: algorithm flags ---
     learning_starts: int = 10_000
     """timestep to start learning (uniform-random actions before it)"""
     q_lr: float = 1e-3
@@ -780,6 +782,7 @@ if __name__ == "__main__":
             min_qf_next_target = torch.min(qf1_next_target, qf2_next_target)
             next_q_value = b_rewards + (1 - b_terminations) * args.gamma * min_qf_next_target
 
+        # --- shared: critic loss ---
         qf1_a_values = qf1(b_obs, b_actions)
         qf2_a_values = qf2(b_obs, b_actions)
         qf1_loss = F.mse_loss(qf1_a_values, next_q_value)
@@ -790,6 +793,7 @@ if __name__ == "__main__":
         q_optimizer.step()
         return {"qf1_values": qf1_a_values.mean(), "qf2_values": qf2_a_values.mean(), "qf1_loss": qf1_loss,
                 "qf2_loss": qf2_loss, "qf_loss": qf_loss / 2.0}
+        # --- end shared: critic loss ---
 
     def update_score(b_obs, b_actions):
         """The score step, on the critic just updated; with exact bounds the diffusion lives in pre-tanh space."""
