@@ -641,11 +641,12 @@ def load_checkpoint(path: str, algo: str, args, modules: dict, device: torch.dev
 
 def random_state(envs) -> dict:
     """Every random stream the run draws from: Python's, NumPy's (warm-up actions), torch's (sampling,
-    minibatches) and each training env's (its resets). As tensors and plain numbers, for weights_only loading."""
+    minibatches) and each training env's (its resets; None where it is not a NumPy Generator, as in DeepMind
+    Control's). As tensors and plain numbers, for weights_only loading."""
     np_state = np.random.get_state()
     return {"python": random.getstate(), "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
             "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "envs": [env.unwrapped.np_random.bit_generator.state for env in envs.envs]}
+            "envs": [getattr(getattr(env.unwrapped.np_random, "bit_generator", None), "state", None) for env in envs.envs]}
 
 
 def set_random_state(state: dict, envs):
@@ -655,7 +656,8 @@ def set_random_state(state: dict, envs):
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     for env, env_state in zip(envs.envs, state["envs"]):
-        env.unwrapped.np_random.bit_generator.state = env_state
+        if env_state is not None:
+            env.unwrapped.np_random.bit_generator.state = env_state
 
 
 def save_replay(path: str, step: int, rb: ReplayBuffer, envs):
