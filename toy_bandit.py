@@ -26,13 +26,15 @@ import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 import tyro
 from tqdm import tqdm
 
-from dqs import Schedule, ScoreNetwork, SoftQNetwork, fail, log_target_times_T, mc_score_target, sample_actions, score_matching_loss
+from dqs import (Schedule, ScoreNetwork, SoftQNetwork, critic_score, fail, log_target_times_T, mc_score_target, sample_actions,
+                 score_matching_loss)
 from sac_baseline import Actor
 
 
@@ -52,8 +54,14 @@ class Args:
     """smallest noise scale of the variance-exploding SDE"""
     sigma_max: float = 1.0
     """largest noise scale of the variance-exploding SDE (the paper's 1)"""
-    exact_bounds: bool = False
-    """DQS diffuses pre-tanh actions with the tanh log-Jacobian in the energy, as dqs.py's flag"""
+    exact_bounds: bool = True
+    """DQS diffuses pre-tanh actions with the tanh log-Jacobian in the energy, as dqs.py's flag (dqs.py's default, not the paper's)"""
+    acting_score: Literal["critic", "network"] = "critic"
+    """what drives DQS's sampler, as dqs.py's flag: 'critic' (dqs.py's default, not the paper's) or 'network' (the paper's)"""
+    acting_mc_samples: int = 256
+    """K of the critic-driven sampler, as dqs.py's flag (256 as --num-mc-samples: TV 0.07 against 0.08 at 64, docs/results.md)"""
+    clean_score_until: float = 0.6
+    """the critic-driven sampler uses grad Q / T for t up to this, as dqs.py's flag"""
     iterations: int = 5000
     """gradient steps of each method (one critic step and one score or actor step each)"""
     batch_size: int = 128
@@ -245,8 +253,11 @@ def train_dqs(args: Args, reward_fn, progress: bool = True):
         return lambda x: log_target_times_T(q_min, x, T, args.exact_bounds)
 
     def act(n: int, num_diffusion_steps: int):
-        x = sample_actions(score_net.condition(torch.zeros(n, 1), T), (n, 2), num_diffusion_steps, schedule)
-        return torch.tanh(x)
+        if args.acting_score == "critic":  # as dqs.py acts by default: the critic's own estimate drives the sampler
+            score = critic_score(log_target_at(torch.zeros(n, 1, 1)), T, args.acting_mc_samples, args.clean_score_until, schedule)
+        else:
+            score = score_net.condition(torch.zeros(n, 1), T)
+        return torch.tanh(sample_actions(score, (n, 2), num_diffusion_steps, schedule))
 
     for it in tqdm(range(args.iterations), desc="dqs", disable=not progress, mininterval=1.0, dynamic_ncols=True):
         if it % args.collect_every == 0:
@@ -261,6 +272,7 @@ def train_dqs(args: Args, reward_fn, progress: bool = True):
         score_optimizer.zero_grad()
         score_loss.backward()
         score_optimizer.step()
+    act.log_target_at, act.score_net = log_target_at, score_net  # for docs/scripts/toy_acting.py's other samplers
     return act
 
 
@@ -390,10 +402,12 @@ def sweep_markdown(args: Args, command: str, results, floor, target, wall_s: flo
 
 # ---------------------------------------------------------------------------------------------
 def check_args(args: Args):
+    if not 0 <= args.clean_score_until <= 1:
+        fail(f"--clean-score-until must be in [0, 1], got {args.clean_score_until}")
     if args.reward not in REWARDS:
         fail(f"unknown --reward {args.reward!r}; choose one of {', '.join(REWARDS)}")
     for name in ("temperature", "num_mc_samples", "num_diffusion_steps", "sigma_min", "iterations", "batch_size",
-                 "collect", "collect_every", "critic_hidden", "num_samples", "threads", "q_lr", "score_lr", "policy_lr"):
+                 "collect", "collect_every", "critic_hidden", "acting_mc_samples", "num_samples", "threads", "q_lr", "score_lr", "policy_lr"):
         if getattr(args, name) <= 0:
             fail(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.warmup < 0:

@@ -80,6 +80,9 @@ def parse_args():
                    help="train and evaluate at one state only (the narrowest exact policy of the first 200)")
     p.add_argument("--former-network", action="store_true",
                    help="the score network dqs.py had before the authors' details: angles 1000 t 10000^(-k/64), PyTorch's default init")
+    p.add_argument("--critic-sampler-k", default="16,64,256",
+                   help="K values for rows of dqs.py's critic-driven sampler (--acting-score critic; empty: none)")
+    p.add_argument("--clean-until", default="0.6", help="comma list of its switch points, t up to which it uses grad Q / T")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     return p.parse_args()
@@ -201,6 +204,21 @@ class NoiseParameterised(torch.nn.Module):
         return lambda x, t: -score(x, t) / dqs.Schedule().h(t).sqrt()
 
 
+def energy_exact(qmin, temperature):
+    """T log p(x) of the exact-bounds target on pre-tanh x, as dqs.py --exact-bounds: Qmin(s, tanh x) + T log|d tanh x / dx|."""
+    return lambda o, x: qmin(o, torch.tanh(x)) + temperature * dqs.log_det_tanh_jacobian(x)
+
+
+class CriticSampler:
+    """dqs.critic_score at the sampler's states: what dqs.py acts with under --acting-score critic."""
+
+    def __init__(self, energy, k, clean_until):
+        self.energy, self.k, self.clean_until = energy, k, clean_until
+
+    def condition(self, obs, temperature):
+        return dqs.critic_score(lambda x: self.energy(obs.unsqueeze(1), x), temperature, self.k, self.clean_until)
+
+
 def mc_target(energy, obs, x_t, t, temperature, k, form):
     """The Monte-Carlo score target with K samples: 'grad' and 'blend' are dqs.mc_score_target's forms (the
     paper's S_K and the opt-in blend); 'noise' is the same weights on z alone, E_w[z] / sqrt(h(t))."""
@@ -287,6 +305,15 @@ def main():
     # 1. the sampler alone, on the exact score
     row("exact score (no network)", lambda o, x, t, temp: exact(eval_idx.repeat_interleave(m), o, x, t))
 
+    # 1b. dqs.py's critic-driven sampler (no network): the clean score grad E / T up to the switch, the blend above
+    if not args.paper_energy:
+        for k in [int(k) for k in args.critic_sampler_k.split(",") if k]:
+            for clean_until in [float(c) for c in args.clean_until.split(",")]:
+                torch.manual_seed(args.seed)
+                start_row = time.time()
+                row(f"critic sampler K={k} clean<={clean_until:g}", CriticSampler(energy_exact(qmin, T), k, clean_until),
+                    extra=f"  ({time.time() - start_row:.0f} s)")
+
     # held-out pairs (x_t, t) for the score error against the exact target
     g = torch.Generator().manual_seed(args.seed + 1)
     t_eval = torch.rand(len(eval_idx) * 16, generator=g)
@@ -304,7 +331,7 @@ def main():
         if "exact" in args.targets.split(","):
             sys.exit("error: --paper-energy has no exact target (exp(Q/T) on the real line need not be normalisable)")
     else:  # as dqs.py --exact-bounds
-        energy = lambda o, x: qmin(o, torch.tanh(x)) + T * dqs.log_det_tanh_jacobian(x)
+        energy = energy_exact(qmin, T)
         to_x = lambda a: torch.atanh(a.clamp(-1 + 1e-6, 1 - 1e-6))
     for k in ([] if args.paper_energy else [int(k) for k in args.target_error_k.split(",") if k]):
         for form in ("grad", "noise", "blend"):
@@ -313,7 +340,7 @@ def main():
             print(f"{'target error ' + form + str(k):28s} per quarter of t: {quarter(lam_eval * (y - s_eval).pow(2).squeeze(-1))}",
                   flush=True)
 
-    for target in args.targets.split(","):
+    for target in [t for t in args.targets.split(",") if t]:
         torch.manual_seed(args.seed)
         net = dqs.ScoreNetwork(obs_dim, act_dim, hidden=args.hidden)
         if args.eps_param:
