@@ -112,15 +112,16 @@ class Args:
     """the authors' configuration: their K, N, target and sampler, none of the departures below (explicit flags still win)"""
     acting_score: Literal["network", "critic"] = "critic"
     """not the paper's: the score that drives the sampler that acts and evaluates: 'network' (s_theta, the paper's) or
-    'critic' (grad Q / T for t <= --clean-score-until, the blend estimate above; the network then serves the backup)"""
+    'critic' (grad Q / T for t <= --clean-score-until, the --score-target estimate above; the network serves the backup)"""
     acting_mc_samples: int = 64
     """K of the critic-driven acting sampler's estimate (not the paper's; 64: toy TV 0.08 at N = 50)"""
     clean_score_until: float = 0.6
     """the critic-driven sampler uses one critic gradient, the clean score, for t up to this (not the paper's)"""
     exact_bounds: bool = True
     """not the paper's: Q at tanh(x) plus the tanh log-Jacobian, so that tanh(x) is exactly Boltzmann on the box"""
-    score_target: Literal["grad", "blend"] = "blend"
-    """'grad': the paper's S_K; 'blend' (not the paper's): mixed with the same samples' noise form, far less variance at large t"""
+    score_target: Literal["grad", "blend", "cv"] = "blend"
+    """'grad': the paper's S_K; 'blend' (not the paper's): mixed with the same samples' noise form, far less variance at large t;
+    'cv' (not the paper's): Reverse Flow Matching's control variate of the same two forms"""
     score_ema: float = 0.995
     """not the paper's (0): the network samples with an exponential moving average of its weights, this decay per update"""
     eval_best_of: int = 1
@@ -255,6 +256,8 @@ def mc_score_target(q_of_actions, x_t, t, temperature, num_mc_samples: int, sche
     s_k = (w.unsqueeze(-1) * grad_q).sum(1) / temperature
     if form == "blend":
         return blend_with_noise_form(s_k, w, z, sqrt_h.reshape(batch, 1))
+    if form == "cv":
+        return control_variate_with_noise_form(grad_q / temperature.unsqueeze(-1), w, z, sqrt_h)
     return s_k
 
 
@@ -378,6 +381,23 @@ def blend_with_noise_form(s_k, w, z, sqrt_h):
     return torch.where(sqrt_h > 0, alpha * s_k + (1 - alpha) * z_mean / sqrt_h, s_k)  # t = 0: no noise form
 
 
+def control_variate_with_noise_form(g, w, z, sqrt_h):
+    """--score-target cv: the minimum-variance combination of the same two estimates, as Reverse Flow Matching
+    (Li, Tang, Azizan, arXiv 2601.08136) writes it. With u_i = z_i / sqrt(h) and g_i = grad Q_i / T (B, K, d),
+        (1 - l) E_w[u] + l E_w[g],   l_d = Cov_v(u_d, u_d - g_d) / (Var_v(u_d - g_d) + 1e-4), clipped to [-2, 2],
+    moments under v_i = w_i^2 / sum_j w_j^2, per state and action dimension: u - g has mean zero under the exact
+    posterior, so l scales the control variate by its plug-in optimum."""
+    u = z / sqrt_h.clamp_min(1e-30)  # (B, K, d); sqrt_h (B, 1, 1)
+    v = (w.pow(2) / w.pow(2).sum(1, keepdim=True)).unsqueeze(-1)
+    diff = u - g
+    diff_mean, u_mean = (v * diff).sum(1, keepdim=True), (v * u).sum(1, keepdim=True)
+    cov = (v * (u - u_mean) * (diff - diff_mean)).sum(1)
+    l = (cov / ((v * (diff - diff_mean).pow(2)).sum(1) + 1e-4)).clamp(-2.0, 2.0)
+    w = w.unsqueeze(-1)
+    estimate = (1 - l) * (w * u).sum(1) + l * (w * g).sum(1)
+    return torch.where(sqrt_h.reshape(-1, 1) > 0, estimate, (w * g).sum(1))  # t = 0: no noise form, S_K
+
+
 def log_target_times_T(q_of_actions, x, temperature, exact_bounds: bool = False):
     """T log p(x) + const for the density p of the pre-tanh x that the sampler targets (Q/T is the log-density).
     The paper queries Q at the unsquashed x, also outside [-1, 1], so tanh(x) is only roughly Boltzmann. With
@@ -398,15 +418,15 @@ def log_det_tanh_jacobian(x):
 # Monte-Carlo estimate of the same score from the critic is accurate there (docs/diagnosis.md). Below
 # that, one critic gradient is the noised score to O(h): p_t = p * N(0, h) -> p as h -> 0.
 def critic_score(q_of_actions, temperature, num_mc_samples: int, clean_until: float, schedule: Schedule = Schedule(), *,
-                 chunk_size: int | None = None):
+                 form: str = "blend", chunk_size: int | None = None):
     """score(x, t) for sample_actions from the critic at fixed states, q_of_actions as for mc_score_target, no network:
         t <= clean_until:  grad_x Q(s, x) / T                      (the clean score, one critic gradient)
-        t >  clean_until:  the blend estimate with K = num_mc_samples (mc_score_target(form="blend"))
+        t >  clean_until:  the estimate mc_score_target(form=form) with K = num_mc_samples
     One branch per sampler step, read from t on the host (one sync per step on a GPU)."""
     def score(x, t):
         if float(t) <= clean_until:
             return values_and_action_grads(q_of_actions, x.unsqueeze(1), 1)[1].squeeze(1) / temperature
-        return mc_score_target(q_of_actions, x, t.expand(x.shape[0]), temperature, num_mc_samples, schedule, form="blend",
+        return mc_score_target(q_of_actions, x, t.expand(x.shape[0]), temperature, num_mc_samples, schedule, form=form,
                                chunk_size=chunk_size)
     return score
 
@@ -759,7 +779,7 @@ if __name__ == "__main__":
     def act_critic(obs):
         """Not the paper's (--acting-score critic): the same sampler driven by the critic's own score estimate."""
         score = critic_score(log_target_at(obs.unsqueeze(1)), temperature, args.acting_mc_samples, args.clean_score_until,
-                             schedule, chunk_size=args.mc_chunk_size)
+                             schedule, form=args.score_target, chunk_size=args.mc_chunk_size)
         return torch.tanh(sample_actions(score, (obs.shape[0], act_dim), args.num_diffusion_steps, schedule, device=device))
 
     acting = act_critic if args.acting_score == "critic" else act  # acting and evaluation; the backup always calls act

@@ -105,7 +105,7 @@ def test_score_network_conditioned_form_is_the_concatenation():
 # Monte-Carlo score target against a closed form
 # A quadratic critic Q(a) = -T |a - mu|^2 / (2 v0) makes the Boltzmann policy N(mu, v0 I); its
 # noised version is N(mu, (v0 + h(t)) I), whose score is -(x_t - mu) / (v0 + h(t)).
-@pytest.mark.parametrize("form", ["grad", "blend"])
+@pytest.mark.parametrize("form", ["grad", "blend", "cv"])
 @pytest.mark.parametrize("h_target", [1e-3, 0.1, 1.0])
 def test_mc_score_target_matches_gaussian_closed_form(h_target, form):
     torch.manual_seed(0)
@@ -293,6 +293,55 @@ def test_log_det_tanh_jacobian():
     x = torch.linspace(-4, 4, 101, dtype=torch.float64).reshape(-1, 1)
     torch.testing.assert_close(dqs.log_det_tanh_jacobian(x), torch.log(1 - torch.tanh(x) ** 2).sum(-1))
     assert torch.isfinite(dqs.log_det_tanh_jacobian(torch.tensor([[50.0, -50.0]]))).all()
+
+
+def test_control_variate_is_exact_for_a_gaussian_policy():
+    """For a quadratic critic, u - g is linear in z, so the plug-in coefficient is v0 / (v0 + h) and the
+    control-variate estimate is the closed-form noised score itself, up to the 1e-4 ridge, already at K = 16.
+    (Where softmax(Q / T) puts all weight on one sample, the moments vanish under the ridge and the estimate
+    falls back to the noise form, as the blend does; v0 = 0.5 keeps the weights spread here.)"""
+    torch.manual_seed(0)
+    T, v0, mu, R = 0.05, 0.5, 0.3, 64
+    q = lambda a: -T * (a - mu).pow(2).sum(-1) / (2 * v0)
+    x_t = torch.rand(R, 1, dtype=torch.float64) * 2 - 1
+    for t in (0.5, 0.8, 1.0):
+        h = dqs.Schedule().h(torch.tensor(t, dtype=torch.float64))
+        est = dqs.mc_score_target(q, x_t, torch.full((R,), t, dtype=torch.float64), T, 16, form="cv")
+        torch.testing.assert_close(est, -(x_t - mu) / (v0 + h), rtol=1e-2, atol=1e-2)
+
+
+def test_critic_score_is_the_clean_gradient_up_to_the_switch_and_the_estimate_above():
+    torch.manual_seed(0)
+    q = dqs.SoftQNetwork(3, 2)
+    obs, x, T = torch.randn(5, 1, 3), torch.randn(5, 2), 0.05
+    score = dqs.critic_score(q.condition(obs), T, 8, 0.6, form="blend")
+    xg = x.clone().requires_grad_(True)
+    (clean,) = torch.autograd.grad(q(obs.squeeze(1), xg).sum(), xg)
+    torch.testing.assert_close(score(x, torch.tensor(0.5)), clean / T)
+    torch.manual_seed(1)
+    above = score(x, torch.tensor(0.9))
+    torch.manual_seed(1)
+    torch.testing.assert_close(above, dqs.mc_score_target(q.condition(obs), x, torch.full((5,), 0.9), T, 8, form="blend"))
+
+
+def test_critic_driven_sampler_on_a_gaussian_critic_has_euler_maruyamas_exact_moments():
+    """With a quadratic critic the sampler's score is exact (control variate above the switch, the clean
+    score -(x - mu) / v0 below it), so its samples have the mean and variance of Euler-Maruyama with that
+    score, a linear recursion: m <- m - c g2 dt (m - mu), v <- (1 - c g2 dt)^2 v + g2 dt, c = 1 / (v0 + h(t))
+    above the switch and 1 / v0 below. Tolerances: Z standard errors of a mean and of a variance."""
+    torch.manual_seed(0)
+    schedule, T, v0, mu, n, N, switch = dqs.Schedule(), 0.05, 0.5, 0.3, 20_000, 20, 0.6
+    q = lambda a: -T * (a - mu).pow(2).sum(-1) / (2 * v0)
+    x = dqs.sample_actions(dqs.critic_score(q, T, 16, switch, schedule, form="cv"), (n, 1), N, schedule, dtype=torch.float64)[:, 0]
+    dt, m = 1.0 / N, 0.0
+    v = schedule.h(torch.tensor(1.0, dtype=torch.float64)).item()
+    for k in range(N):
+        t = 1.0 - k * dt
+        g2 = schedule.g2(torch.tensor(t, dtype=torch.float64)).item()
+        c = 1 / v0 if t <= switch else 1 / (v0 + schedule.h(torch.tensor(t, dtype=torch.float64)).item())
+        m, v = m - c * g2 * dt * (m - mu), (1 - c * g2 * dt) ** 2 * v + g2 * dt
+    assert abs(x.mean().item() - m) < Z * math.sqrt(v / n)
+    assert abs(x.var().item() - v) < Z * v * math.sqrt(2 / (n - 1))
 
 
 def test_best_of_executes_the_draw_the_critic_values_most():

@@ -272,7 +272,7 @@ def train_dqs(args: Args, reward_fn, progress: bool = True):
         score_optimizer.zero_grad()
         score_loss.backward()
         score_optimizer.step()
-    act.log_target_at, act.score_net = log_target_at, score_net  # for docs/scripts/toy_acting.py's other samplers
+    act.critics, act.score_net = (qf1, qf2), score_net  # for docs/scripts/toy_acting.py's other samplers
     return act
 
 

@@ -18,8 +18,10 @@ quadrature on a grid, which gives three yardsticks:
 2. the score network trained on the exact target: what the network and its loss can reach;
 3. the Monte-Carlo score targets themselves against the exact score, per quarter of t: S_K of dqs.py
    (K perturbed actions, "gradK"); the same K samples' noise form E_w[z] / sqrt(h(t)) ("noiseK",
-   equal to S_K in expectation, but its variance grows as 1 / h(t) for small t); and dqs.py's opt-in
-   blend of the two ("blendK", --score-target blend);
+   equal to S_K in expectation, but its variance grows as 1 / h(t) for small t); dqs.py's blend of the
+   two ("blendK", --score-target blend) and Reverse Flow Matching's control variate of the two ("cvK",
+   --score-target cv);
+5. dqs.py's critic-driven sampler (--acting-score critic, no network) with each estimator above the switch.
 4. the score network trained on those targets, as DQS trains it.
 
 The flags after --lr change one thing at a time against dqs.py (learning rate, standardised
@@ -62,7 +64,7 @@ def parse_args():
     p.add_argument("--samples-per-state", type=int, default=64)
     p.add_argument("--train-steps", type=int, default=4000)
     p.add_argument("--eval-every", type=int, default=1000)
-    p.add_argument("--targets", default="exact,grad16,blend16", help="comma list of exact, gradK, noiseK, blendK")
+    p.add_argument("--targets", default="exact,grad16,blend16", help="comma list of exact, gradK, noiseK, blendK, cvK")
     p.add_argument("--target-error-k", default="16,64,256", help="K values for the table of target errors (empty: none)")
     p.add_argument("--steps", default="20,50,200", help="sampler N values, comma list")
     p.add_argument("--lr", type=float, default=3e-4, help="the score network's Adam learning rate (dqs.py: 3e-4)")
@@ -83,6 +85,7 @@ def parse_args():
     p.add_argument("--critic-sampler-k", default="16,64,256",
                    help="K values for rows of dqs.py's critic-driven sampler (--acting-score critic; empty: none)")
     p.add_argument("--clean-until", default="0.6", help="comma list of its switch points, t up to which it uses grad Q / T")
+    p.add_argument("--critic-sampler-forms", default="blend,cv", help="comma list of its estimators above the switch (grad, blend, cv)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     return p.parse_args()
@@ -212,17 +215,17 @@ def energy_exact(qmin, temperature):
 class CriticSampler:
     """dqs.critic_score at the sampler's states: what dqs.py acts with under --acting-score critic."""
 
-    def __init__(self, energy, k, clean_until):
-        self.energy, self.k, self.clean_until = energy, k, clean_until
+    def __init__(self, energy, k, clean_until, form):
+        self.energy, self.k, self.clean_until, self.form = energy, k, clean_until, form
 
     def condition(self, obs, temperature):
-        return dqs.critic_score(lambda x: self.energy(obs.unsqueeze(1), x), temperature, self.k, self.clean_until)
+        return dqs.critic_score(lambda x: self.energy(obs.unsqueeze(1), x), temperature, self.k, self.clean_until, form=self.form)
 
 
 def mc_target(energy, obs, x_t, t, temperature, k, form):
     """The Monte-Carlo score target with K samples: 'grad' and 'blend' are dqs.mc_score_target's forms (the
     paper's S_K and the opt-in blend); 'noise' is the same weights on z alone, E_w[z] / sqrt(h(t))."""
-    if form in ("grad", "blend"):
+    if form in ("grad", "blend", "cv"):
         return dqs.mc_score_target(lambda x: energy(obs.unsqueeze(1), x), x_t, t, temperature, k, form=form)
     h = dqs.Schedule().h(t).reshape(-1, 1, 1)
     z = torch.randn(x_t.shape[0], k, x_t.shape[1])
@@ -307,12 +310,11 @@ def main():
 
     # 1b. dqs.py's critic-driven sampler (no network): the clean score grad E / T up to the switch, the blend above
     if not args.paper_energy:
-        for k in [int(k) for k in args.critic_sampler_k.split(",") if k]:
-            for clean_until in [float(c) for c in args.clean_until.split(",")]:
-                torch.manual_seed(args.seed)
-                start_row = time.time()
-                row(f"critic sampler K={k} clean<={clean_until:g}", CriticSampler(energy_exact(qmin, T), k, clean_until),
-                    extra=f"  ({time.time() - start_row:.0f} s)")
+        for form in args.critic_sampler_forms.split(","):
+            for k in [int(k) for k in args.critic_sampler_k.split(",") if k]:
+                for clean_until in [float(c) for c in args.clean_until.split(",")]:
+                    torch.manual_seed(args.seed)
+                    row(f"critic sampler {form}{k} clean<={clean_until:g}", CriticSampler(energy_exact(qmin, T), k, clean_until, form))
 
     # held-out pairs (x_t, t) for the score error against the exact target
     g = torch.Generator().manual_seed(args.seed + 1)
@@ -334,7 +336,7 @@ def main():
         energy = energy_exact(qmin, T)
         to_x = lambda a: torch.atanh(a.clamp(-1 + 1e-6, 1 - 1e-6))
     for k in ([] if args.paper_energy else [int(k) for k in args.target_error_k.split(",") if k]):
-        for form in ("grad", "noise", "blend"):
+        for form in ("grad", "noise", "blend", "cv"):
             torch.manual_seed(args.seed)
             y = mc_target(energy, obs_all[idx_eval], x_eval, t_eval, T, k, form)
             print(f"{'target error ' + form + str(k):28s} per quarter of t: {quarter(lam_eval * (y - s_eval).pow(2).squeeze(-1))}",

@@ -19,9 +19,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import dqs  # noqa: E402
 import toy_bandit as tb  # noqa: E402
 
-ROWS = [  # (K, N, clean_until, sigma_max) of the critic-driven sampler; the first is the toy's default
-    (256, 50, 0.6, 1.0), (64, 50, 0.6, 1.0), (16, 50, 0.6, 1.0), (64, 20, 0.6, 1.0), (256, 20, 0.6, 1.0), (64, 100, 0.6, 1.0),
-    (64, 50, 0.4, 1.0), (64, 50, 0.8, 1.0), (256, 50, 0.6, 3.0),
+ROWS = [  # (K, N, clean_until, sigma_max, exact_bounds) of the critic-driven sampler; the first is the toy's default
+    (256, 50, 0.6, 1.0, True), (64, 50, 0.6, 1.0, True), (16, 50, 0.6, 1.0, True), (64, 20, 0.6, 1.0, True),
+    (256, 20, 0.6, 1.0, True), (64, 100, 0.6, 1.0, True), (64, 50, 0.4, 1.0, True), (64, 50, 0.8, 1.0, True),
+    (256, 50, 0.6, 3.0, True), (256, 50, 0.6, 1.0, False), (64, 50, 0.6, 1.0, False),
 ]
 
 if __name__ == "__main__":
@@ -42,24 +43,25 @@ if __name__ == "__main__":
     floor = tb.distances(tb.exact_samples(exact, n, args.seed), exact, centers)
     print(f"Exact mode masses {', '.join(f'{m:.3f}' for m in floor['exact_mode_mass'])}; noise floor TV {floor['tv']:.3f}, "
           f"mass error {floor['max_mode_mass_error']:.3f}.\n")
-    print("| sampler | critic | K | N | clean score for t <= | sigma_max | TV | largest mass error | mode masses | seconds |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| sampler | critic | K | N | clean score for t <= | sigma_max | exact bounds | TV | largest mass error | mode masses | seconds |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
 
-    def report(name, critic, k, steps, clean, smax, draw):
+    def report(name, critic, k, steps, clean, smax, bounds, draw):
         torch.manual_seed(args.seed + 1)
         t0 = time.time()
         d = tb.distances(draw(), exact, centers)
-        print(f"| {name} | {critic} | {k} | {steps} | {clean} | {smax:g} | {d['tv']:.3f} | {d['max_mode_mass_error']:.3f} | "
+        print(f"| {name} | {critic} | {k} | {steps} | {clean} | {smax:g} | {bounds} | {d['tv']:.3f} | {d['max_mode_mass_error']:.3f} | "
               f"{', '.join(f'{m:.3f}' for m in d['mode_mass'])} | {time.time() - t0:.0f} |", flush=True)
 
     schedule = dqs.Schedule(args.sigma_min, args.sigma_max)
     for steps in (20, 50):
-        report("score network (the paper's)", "learned", "-", steps, "-", 1.0, lambda: torch.tanh(dqs.sample_actions(
+        report("score network (the paper's)", "learned", "-", steps, "-", 1.0, args.exact_bounds, lambda: torch.tanh(dqs.sample_actions(
             act.score_net.condition(torch.zeros(n, 1), T), (n, 2), steps, schedule)))
-    learned = act.log_target_at(torch.zeros(n, 1, 1))
-    true = lambda x: dqs.log_target_times_T(lambda a: reward_fn(a).to(a.dtype), x, T, args.exact_bounds)
-    for critic, log_target in (("learned", learned), ("true reward", true)):
-        for k, steps, clean, smax in ROWS:
+    q1, q2 = (qf.condition(torch.zeros(n, 1, 1)) for qf in act.critics)
+    critics = {"learned": lambda a: torch.min(q1(a), q2(a)), "true reward": lambda a: reward_fn(a).to(a.dtype)}
+    for critic, q_of_actions in critics.items():
+        for k, steps, clean, smax, bounds in ROWS:
             sched = dqs.Schedule(args.sigma_min, smax)
-            report("critic-driven", critic, k, steps, clean, smax, lambda: torch.tanh(dqs.sample_actions(
+            log_target = lambda x: dqs.log_target_times_T(q_of_actions, x, T, bounds)
+            report("critic-driven", critic, k, steps, clean, smax, bounds, lambda: torch.tanh(dqs.sample_actions(
                 dqs.critic_score(log_target, T, k, clean, sched), (n, 2), steps, sched)))
