@@ -275,24 +275,22 @@ if __name__ == "__main__":
         parts = [(f"sampler, 256 states, N = {args.update_n}", lambda net, q: dqs.sample_actions(net.condition(obs, T), (BATCH, ACT_DIM), args.update_n)),
                  (f"sampler, 1 state, N = {args.update_n}", lambda net, q: dqs.sample_actions(net.condition(obs[:1], T), (1, ACT_DIM), args.update_n))]
         parts += [(f"score target, K = {k}", lambda net, q, k=k: dqs.mc_score_target(lambda a: q(obs.unsqueeze(1), a), actions, t, T, k)) for k in args.ks]
-        for label, part in parts:
+        def compare(label, part):
             start = time.perf_counter()
             part(compiled_score_net, compiled_q_min)
             first = time.perf_counter() - start
             eager = timeit(lambda: part(score_net, q_min), device, args.repeats)
             compiled = timeit(lambda: part(compiled_score_net, compiled_q_min), device, args.repeats)
             print(f"| {label} | {eager:.4f} | {compiled:.4f} | {eager / compiled:.2f} | {first:.1f} |", flush=True)
+
+        for label, part in parts:
+            compare(label, part)
             if label.startswith("score target"):
                 # the same with the critics' parameters frozen: eager autograd skips their gradients
                 # anyway, a compiled backward may not (it recompiles for the changed requires_grad)
                 for p in list(qf1.parameters()) + list(qf2.parameters()):
                     p.requires_grad_(False)
-                start = time.perf_counter()
-                part(compiled_score_net, compiled_q_min)
-                first = time.perf_counter() - start
-                eager = timeit(lambda: part(score_net, q_min), device, args.repeats)
-                compiled = timeit(lambda: part(compiled_score_net, compiled_q_min), device, args.repeats)
-                print(f"| {label}, critics' parameters frozen | {eager:.4f} | {compiled:.4f} | {eager / compiled:.2f} | {first:.1f} |", flush=True)
+                compare(f"{label}, critics' parameters frozen", part)
                 for p in list(qf1.parameters()) + list(qf2.parameters()):
                     p.requires_grad_(True)
         raise SystemExit(0)
