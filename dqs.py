@@ -939,6 +939,7 @@ if __name__ == "__main__":
             global_step = args.total_timesteps
     except KeyboardInterrupt:
         interrupted = True
+        global_step = max(global_step, last_eval_step)  # held back while a checkpoint was written, it lands after it
     pbar.close()
     loop_end_time = time.time()
 
