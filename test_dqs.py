@@ -798,13 +798,15 @@ def test_offline_diagnostics_run_on_a_dqs_checkpoint(tmp_path):
     ckpt = os.path.join(read_run(tmp_path)[0], "dqs.pt")
     out = run_script(os.path.join("docs", "scripts", "score_lag.py"), ckpt, "--states", "40", "--eval-states", "4",
                      "--samples-per-state", "8", "--train-steps", "10", "--eval-every", "10", "--steps", "5",
-                     "--targets", "exact,grad4,blend4", "--target-error-k", "4", "--threads", "1", cwd=tmp_path)
+                     "--targets", "exact,grad4,blend4", "--target-error-k", "4", "--critic-sampler-k", "4", "--threads", "1",
+                     cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [line for line in out.stdout.splitlines() if "w1 " in line]
-    assert len(rows) == 4, out.stdout  # the exact-score sampler and one row per trained target
+    # the exact-score sampler, the critic-driven sampler with each of its two estimators, one row per trained target
+    assert len(rows) == 1 + 2 + 3, out.stdout
     for line in rows:
         assert 0.0 <= float(line.split("w1 ")[1].split()[0]) <= 2.0, line
-    assert sum("target error" in line for line in out.stdout.splitlines()) == 3, out.stdout
+    assert sum("target error" in line for line in out.stdout.splitlines()) == 4, out.stdout  # grad, noise, blend, cv
 
     # benchmark/speed.py --precision measures float32 against bf16 on the same checkpoint's critics
     out = run_script(os.path.join("benchmark", "speed.py"), "--precision", "--repeats", "1", "--ks", "4", "--checkpoint", ckpt, "--threads", "1", cwd=tmp_path)
@@ -913,13 +915,14 @@ def test_toy_sac_is_far_from_the_boltzmann_policy(toy_trained):
 def test_toy_bandit_cli_writes_picture_and_numbers(tmp_path):
     out = tmp_path / "toy.png"
     cmd = [sys.executable, os.path.join(HERE, "toy_bandit.py"), "--iterations", "10", "--warmup", "200",
-           "--num-samples", "1000", "--num-diffusion-steps", "5", "--num-mc-samples", "8", "--collect-every", "5",
-           "--out", str(out)]
+           "--num-samples", "1000", "--num-diffusion-steps", "5", "--num-mc-samples", "8", "--acting-mc-samples", "8",
+           "--collect-every", "5", "--out", str(out)]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert out.stat().st_size > 10_000
     numbers = json.loads(out.with_suffix(".json").read_text())
-    for name in ("dqs", "sac", "target", "n exact"):
+    assert "target" not in numbers  # the bias row of the paper's unsquashed target: not with exact bounds (the default)
+    for name in ("dqs", "sac", "n exact"):
         assert 0.0 <= numbers[name]["tv"] <= 1.0
         assert math.isclose(sum(numbers[name]["mode_mass"]), 1.0, rel_tol=1e-9)
     assert numbers["args"]["num_samples"] == 1000
