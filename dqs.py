@@ -113,7 +113,7 @@ class Args:
     acting_score: Literal["network", "critic"] = "critic"
     """not the paper's: the score that drives the sampler that acts and evaluates: 'network' (s_theta, the paper's) or
     'critic' (grad Q / T for t <= --clean-score-until, the --score-target estimate above; the network serves the backup;
-    offline its samples spread 1.10x the exact policy's, a network trained on the exact score 2.1x, docs/results.md)"""
+    offline its samples spread 1.10x the exact policy's, a network trained on the exact score 2.9x, docs/results.md)"""
     acting_mc_samples: int = 64
     """K of the critic-driven acting sampler's estimate (not the paper's; 64: toy TV 0.08 at N = 50)"""
     clean_score_until: float = 0.6
