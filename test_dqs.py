@@ -298,6 +298,7 @@ def test_log_det_tanh_jacobian():
 def test_control_variate_is_exact_for_a_gaussian_policy():
     """For a quadratic critic, u - g is linear in z, so the plug-in coefficient is v0 / (v0 + h) and the
     control-variate estimate is the closed-form noised score itself, up to the 1e-4 ridge, already at K = 16.
+    The tolerance bounds that ridge's bias, 1e-4 / Var_v(u - g) <= 1e-2 here, not a sampling error.
     (Where softmax(Q / T) puts all weight on one sample, the moments vanish under the ridge and the estimate
     falls back to the noise form, as the blend does; v0 = 0.5 keeps the weights spread here.)"""
     torch.manual_seed(0)
