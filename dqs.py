@@ -468,7 +468,9 @@ def check_common_args(args, positive: list[str] = (), optional: list[str] = ()):
 
 # --- shared: env ---
 def gym_make(env_id: str, **kwargs):
-    """gym.make for MuJoCo and DeepMind Control ids, with flat observations (DMC's come as a dict)."""
+    """gym.make for MuJoCo, DeepMind Control and `module:id` ids (e.g. benchmark.paper_envs:GMMNavigation-v0,
+    gymnasium_robotics:PointMaze_UMaze-v3: Gymnasium imports the module, which registers the env), with flat
+    observations (DMC's and PointMaze's come as a dict)."""
     if env_id.startswith("dm_control/"):
         try:
             import shimmy
@@ -494,7 +496,7 @@ def check_env(env_id: str):
     """Unknown ids and discrete action spaces are caught before anything is built."""
     try:
         env = gym_make(env_id)
-    except gym.error.Error as e:
+    except (gym.error.Error, ModuleNotFoundError) as e:  # an unknown id, or the module of a module:id
         fail(f"cannot make env {env_id!r}: {e}")
     if not isinstance(env.action_space, gym.spaces.Box):
         fail(f"{env_id} has a {type(env.action_space).__name__} action space; only continuous (Box) actions are supported")
@@ -584,8 +586,10 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float):
 
 # --- shared: evaluation ---
 # On its own env and seed, with the script's evaluation policy act_fn(obs (1, obs_dim)) -> actions in [-1, 1].
-def evaluate(act_fn, env_id: str, episodes: int, seed: int, device: torch.device, video: str | None = None) -> np.ndarray:
-    """The returns of `episodes` episodes; with `video` (a path prefix), the first one is recorded as an mp4."""
+def evaluate(act_fn, env_id: str, episodes: int, seed: int, device: torch.device, video: str | None = None,
+             successes: list | None = None) -> np.ndarray:
+    """The returns of `episodes` episodes; with `video` (a path prefix), the first one is recorded as an mp4. Where the
+    env reports success in its info (PointMaze's "success"), whether each episode ever succeeded is appended to `successes`."""
     env = gym_make(env_id, render_mode="rgb_array" if video else None)
     if video:
         env = gym.wrappers.RecordVideo(env, os.path.dirname(video), name_prefix=os.path.basename(video),
@@ -594,14 +598,18 @@ def evaluate(act_fn, env_id: str, episodes: int, seed: int, device: torch.device
     returns = []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
-        done, episodic_return = False, 0.0
+        done, episodic_return, succeeded = False, 0.0, None
         while not done:
             with torch.no_grad():
                 action = act_fn(torch.as_tensor(obs, dtype=torch.float32, device=device)[None])[0].cpu().numpy()
-            obs, reward, terminated, truncated, _ = env.step(low + 0.5 * (action + 1.0) * (high - low))
+            obs, reward, terminated, truncated, info = env.step(low + 0.5 * (action + 1.0) * (high - low))
             episodic_return += float(reward)
             done = terminated or truncated
+            if "success" in info:
+                succeeded = bool(succeeded) or bool(info["success"])
         returns.append(episodic_return)
+        if successes is not None and succeeded is not None:
+            successes.append(succeeded)
     env.close()
     return np.array(returns)
 # --- end shared: evaluation ---
@@ -852,8 +860,12 @@ if __name__ == "__main__":
         """Evaluates the policy; with --save-model checkpoints the run (weights, buffer, random states) and keeps
         the best evaluation's weights in `{exp_name}_best.pt`."""
         global eval_returns, last_eval_step, best_return
-        eval_returns = evaluate(act_eval, args.env_id, args.eval_episodes, args.seed + 10_000, device, video_path and video_path.format(step))
+        successes = []
+        eval_returns = evaluate(act_eval, args.env_id, args.eval_episodes, args.seed + 10_000, device, video_path and video_path.format(step),
+                                successes)
         writer.add_scalar("eval/episodic_return", eval_returns.mean(), step)
+        if successes:
+            writer.add_scalar("eval/success_rate", np.mean(successes), step)
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})  # the files are written together:
         try:  # Ctrl-C or SIGTERM waits until they are, then stops the run
             if eval_returns.mean() > best_return:

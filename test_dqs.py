@@ -607,6 +607,49 @@ def test_dqs_runs_a_deepmind_control_task(tmp_path):
     assert score_net["fc_in.weight"].shape[1] == 5 + 1 + 2 * 128  # concat[s (5), a (1), emb(t), emb(T)]
 
 
+def test_gmm_navigation_rewards_the_mixture_log_density_after_a_unit_step():
+    """The paper's 2-D task: a step of length 1 in the action's direction, clipped to the box, rewarded by log p of
+    the 40-mode mixture where it lands (checked against torch's mixture distribution); 100 steps an episode."""
+    from benchmark.paper_envs import GMM40_MEANS
+    mixture = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(torch.ones(40, dtype=torch.float64)),
+        torch.distributions.Independent(torch.distributions.Normal(torch.as_tensor(GMM40_MEANS), torch.ones(40, 2, dtype=torch.float64)), 1))
+    env = gym.make("benchmark.paper_envs:GMMNavigation-v0")
+    for start, action, end in [((0.0, 0.0), (0.3, 0.4), (0.6, 0.8)), ((-0.3, 21.0), (0.0, -0.01), (-0.3, 20.0)),
+                               ((49.5, -49.8), (1.0, -1.0), (50.0, -50.0)), ((36.0, -37.0), (0.0, 0.0), (36.0, -37.0))]:
+        env.reset(options={"state": start})
+        obs, reward, terminated, truncated, _ = env.step(np.array(action, dtype=np.float32))
+        np.testing.assert_allclose(obs, end, atol=1e-5)
+        assert reward == pytest.approx(float(mixture.log_prob(torch.tensor(obs, dtype=torch.float64))), abs=1e-3)
+        assert not terminated and not truncated
+    obs, _ = env.reset(seed=0)
+    assert np.all(np.abs(obs) <= 50.0)
+    steps = 1
+    while not env.step(env.action_space.sample())[3]:
+        steps += 1
+    assert steps == 100
+
+
+def test_the_papers_tasks_run_by_module_id_and_pointmaze_logs_its_success_rate(tmp_path):
+    """`module:id` env ids: the GMM task (DQS) and Gymnasium-Robotics' sparse PointMaze (SAC, dict observations
+    flattened: 2 + 2 + 4), whose evaluations also log the share of episodes that reached the goal."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    for script, env_id, obs_dim in [("dqs.py", "benchmark.paper_envs:GMMNavigation-v0", 2),
+                                    ("sac_baseline.py", "gymnasium_robotics:PointMaze_UMaze-v3", 8)]:
+        cwd = tmp_path / script
+        cwd.mkdir()
+        out = run_script(script, *COMMON, *TINY[script], "--env-id", env_id, "--total-timesteps", "150", "--eval-episodes", "1",
+                         "--save-model", cwd=cwd)
+        assert out.returncode == 0, out.stderr[-2000:]
+        run_dir, summary = read_run(cwd)
+        assert summary["global_step"] == 150 and summary["env_id"] == env_id
+        ckpt = torch.load(os.path.join(run_dir, f"{script[:-3]}.pt"), weights_only=True)
+        assert ckpt["qf1"]["fc1.weight"].shape[1] == obs_dim + 2
+        events = EventAccumulator(run_dir)
+        events.Reload()
+        assert ("eval/success_rate" in events.Tags()["scalars"]) == ("PointMaze" in env_id)
+
+
 def test_dqs_departures_run_exact_bounds_blend_annealing_score_ema_and_eval_best_of(tmp_path):
     out = run_script("dqs.py", *COMMON, *TINY["dqs.py"], "--total-timesteps", "200", "--exact-bounds", "--score-target", "blend",
                      "--temperature-final", "0.01", "--temperature-anneal-steps", "50", "--score-ema", "0.9", "--eval-best-of", "3",
@@ -733,6 +776,7 @@ def run_in_process(script, *flags, monkeypatch, capsys):
     (["--batch-size", "512", "--buffer-size", "100"], ["--batch-size", "--buffer-size"]),
     (["--resume", "no/such/checkpoint.pt"], ["does not exist"]),
     (["--env-id", "dm_control/no-such-task-v0"], ["no-such-task"]),
+    (["--env-id", "benchmark.no_such_module:X-v0"], ["no_such_module"]),
     (["--cudagraphs", "--no-cuda"], ["--cudagraphs", "CUDA"]),
 ] + ([] if importlib.util.find_spec("wandb") else [(["--track"], ["pip install wandb"])]))
 def test_bad_input(script, flags, words, tmp_path, monkeypatch, capsys):
