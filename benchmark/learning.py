@@ -47,6 +47,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVAL_TAG = "eval/episodic_return"
+SUCCESS_TAG = "eval/success_rate"  # logged by the scripts where the env reports success (PointMaze)
 BOOTSTRAP_RESAMPLES = 10_000
 
 
@@ -306,6 +307,7 @@ def find_runs(root: str) -> list[dict]:
         points = acc.Scalars(EVAL_TAG) if EVAL_TAG in acc.Tags()["scalars"] else []
         steps = np.array([p.step for p in points], dtype=np.int64)
         values = np.array([p.value for p in points], dtype=np.float64)
+        success = acc.Scalars(SUCCESS_TAG) if SUCCESS_TAG in acc.Tags()["scalars"] else []
         finished = is_finished(summary)
         updates = None
         if summary is not None:
@@ -318,7 +320,8 @@ def find_runs(root: str) -> list[dict]:
                "num_updates": updates, "updates_estimated": summary is not None and "num_updates" not in summary,
                "wall_time_s": summary.get("wall_time_s") if summary else None,
                "stopped": summary.get("stopped") if summary else "running (no summary.json yet)",
-               "steps": steps.tolist(), "values": values.tolist()}
+               "steps": steps.tolist(), "values": values.tolist(),
+               "success_steps": [p.step for p in success], "success_values": [p.value for p in success]}
         key = (env_id, exp_name, seed)
         if key in runs:  # e.g. a run restarted from scratch next to its dead first attempt: keep the newer
             older, newer = sorted([runs[key], run], key=lambda r: os.path.getmtime(r["dir"]))
@@ -347,13 +350,20 @@ def iqm(x) -> float:
     return float(x[cut:len(x) - cut].mean()) if len(x) >= 5 else float("nan")
 
 
-def aggregate_config(runs: list[dict], threshold: float | None) -> dict:
-    """One config on one task: the curve over seeds at every eval step, and the final numbers."""
+def curve_over_seeds(runs: list[dict], steps_key: str = "steps", values_key: str = "values") -> list[dict]:
+    """The mean over seeds at every eval step, with its bootstrap interval and IQM."""
     curve = []
-    for step in sorted({s for r in runs for s in r["steps"]}):
-        vals = [v for r in runs for s, v in zip(r["steps"], r["values"]) if s == step]
+    for step in sorted({s for r in runs for s in r[steps_key]}):
+        vals = [v for r in runs for s, v in zip(r[steps_key], r[values_key]) if s == step]
         lo, hi = bootstrap_ci(vals)
         curve.append({"step": step, "n": len(vals), "mean": float(np.mean(vals)), "ci_low": lo, "ci_high": hi, "iqm": iqm(vals)})
+    return curve
+
+
+def aggregate_config(runs: list[dict], threshold: float | None) -> dict:
+    """One config on one task: the curve over seeds at every eval step, and the final numbers (and the same for the
+    success rate where the env reports one)."""
+    curve = curve_over_seeds(runs)
     done = [r for r in runs if r["finished"]]
     # final = each finished run's last eval point (at its last step), as TensorBoard logged it
     final = [r["values"][-1] for r in done if r["steps"] and r["steps"][-1] == r["global_step"]]
@@ -369,6 +379,10 @@ def aggregate_config(runs: list[dict], threshold: float | None) -> dict:
            "unfinished": [{"seed": r["seed"], "step": r["global_step"], "stopped": r["stopped"], "dir": r["dir"]}
                           for r in runs if not r["finished"]],
            "curve": curve}
+    if any(r["success_values"] for r in runs):
+        final_success = [r["success_values"][-1] for r in done if r["success_steps"] and r["success_steps"][-1] == r["global_step"]]
+        out["success_curve"] = curve_over_seeds(runs, "success_steps", "success_values")
+        out["final_success_mean"] = float(np.mean(final_success)) if final_success else float("nan")
     if threshold is not None:
         first = [next(s for s, v in zip(r["steps"], r["values"]) if v >= threshold)
                  for r in runs if any(v >= threshold for v in r["values"])]
@@ -392,6 +406,10 @@ def write_task(env_id: str, configs: dict, args: Args, commands: dict) -> str:
     if args.solve_threshold is not None:
         header += f" solved (>= {args.solve_threshold:g})/run | median steps to solve |"
         rule += "---|---|"
+    with_success = any("success_curve" in a for a in configs.values())
+    if with_success:
+        header += " final success rate |"
+        rule += "---|"
     lines = [f"# Learning: {env_id}", "", header, rule]
     for config, a in configs.items():
         updates = fmt_span(a["num_updates"]) + (" (est.)" if a["updates_estimated"] else "")
@@ -400,6 +418,8 @@ def write_task(env_id: str, configs: dict, args: Args, commands: dict) -> str:
                f"| {updates} | {fmt(a['median_wall_time_s'])} |")
         if args.solve_threshold is not None:
             row += f" {a['solved']}/{a['seeds_run']} | {fmt(a['median_steps_to_solve'], 0)} |"
+        if with_success:
+            row += f" {fmt(a.get('final_success_mean', float('nan')), 2)} |"
         lines.append(row)
     lines += ["", "Final eval return: the last evaluation of each finished seed; 95 % percentile bootstrap over seeds "
               f"({BOOTSTRAP_RESAMPLES} resamples); IQM only with >= 5 seeds. Gradient updates marked est. are "
@@ -413,18 +433,21 @@ def write_task(env_id: str, configs: dict, args: Args, commands: dict) -> str:
     with open(name + ".md", "w") as f:
         f.write("\n".join(lines))
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for config, a in configs.items():
-        steps = np.array([p["step"] for p in a["curve"]])
-        mean = np.array([p["mean"] for p in a["curve"]])
-        lo, hi = np.array([p["ci_low"] for p in a["curve"]]), np.array([p["ci_high"] for p in a["curve"]])
-        (line,) = ax.plot(steps, mean, label=f"{config} ({a['seeds_finished']}/{a['seeds_run']} seeds)")
-        ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("eval episodic return")
-    ax.set_title(f"{env_id}: mean over seeds, 95 % bootstrap band")
-    ax.legend()
-    ax.grid(alpha=0.3)
+    panels = [("curve", "eval episodic return")] + ([("success_curve", "eval success rate")] if with_success else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), squeeze=False)
+    for ax, (key, ylabel) in zip(axes[0], panels):
+        for config, a in configs.items():
+            points = a.get(key, [])
+            steps = np.array([p["step"] for p in points])
+            mean = np.array([p["mean"] for p in points])
+            lo, hi = np.array([p["ci_low"] for p in points]), np.array([p["ci_high"] for p in points])
+            (line,) = ax.plot(steps, mean, label=f"{config} ({a['seeds_finished']}/{a['seeds_run']} seeds)")
+            ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{env_id}: mean over seeds, 95 % bootstrap band")
+        ax.legend()
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(name + ".png", dpi=120)
     plt.close(fig)
