@@ -648,12 +648,17 @@ def test_the_papers_tasks_run_by_module_id_and_pointmaze_logs_its_success_rate(t
         events = EventAccumulator(run_dir)
         events.Reload()
         assert ("eval/success_rate" in events.Tags()["scalars"]) == ("PointMaze" in env_id)
-    # the learning runner aggregates the success rate beside the return; the mode count runs on the GMM checkpoint
+    # the learning runner aggregates the success rate beside the return; the maze coverage reads the PointMaze run's
+    # replay buffer; the mode count runs on the GMM checkpoint
     learning = load_learning()
     runs = {r["env_id"]: learning.aggregate_config([r], None) for r in learning.find_runs(str(tmp_path))}
     (success,) = runs["gymnasium_robotics:PointMaze_UMaze-v3"]["success_curve"]
     assert success["step"] == 150 and 0.0 <= success["mean"] <= 1.0
     assert "success_curve" not in runs["benchmark.paper_envs:GMMNavigation-v0"]
+    out = run_script(os.path.join("benchmark", "pointmaze_coverage.py"), str(tmp_path), "--every", "50", "--out", str(tmp_path), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    (row,) = json.loads((tmp_path / "pointmaze_coverage.json").read_text())
+    assert row["steps"] == [50, 100, 150] and 0.0 < row["coverage"][0] <= row["coverage"][1] <= row["coverage"][2] <= 1.0
     out = run_script(os.path.join("benchmark", "gmm_modes.py"), str(tmp_path / "dqs.py"), "--episodes", "3", "--out", str(tmp_path),
                      cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
