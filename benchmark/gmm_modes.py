@@ -15,7 +15,6 @@ import glob
 import json
 import os
 import sys
-import types
 
 import matplotlib
 
@@ -26,8 +25,9 @@ import torch  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-import dqs  # noqa: E402
+sys.path.insert(0, os.path.join(REPO, "docs", "scripts"))
 import sac_baseline  # noqa: E402
+from eval_checkpoint import load_policy  # noqa: E402
 from benchmark.paper_envs import BOX, EPISODE_STEPS, GMM40_MEANS, GMMNavigation, gmm_log_density, nearest_mode  # noqa: E402
 
 STARTS = ((0.0, 0.0), (-20.0, 25.0), (10.0, -15.0), (30.0, 0.0))  # between several modes each
@@ -35,27 +35,8 @@ DRAWN = 30  # episodes drawn per start
 
 
 def dqs_policy(state: dict):
-    """The acting policy of a dqs checkpoint: obs (B, 2) -> actions (B, 2) in [-1, 1], as dqs.py acted at its end."""
-    args = types.SimpleNamespace(**state["args"])
-    temperature = torch.tensor(dqs.temperature_at(state["num_updates"], args))
-    schedule = dqs.Schedule(args.sigma_min, args.sigma_max)
-    qf1, qf2 = dqs.SoftQNetwork(2, 2), dqs.SoftQNetwork(2, 2)
-    qf1.load_state_dict(state["qf1"])
-    qf2.load_state_dict(state["qf2"])
-    if args.acting_score == "critic":
-        def act(obs):
-            q1_at, q2_at = qf1.condition(obs.unsqueeze(1)), qf2.condition(obs.unsqueeze(1))
-            log_target = lambda x: dqs.log_target_times_T(lambda a: torch.min(q1_at(a), q2_at(a)), x, temperature, args.exact_bounds)
-            score = dqs.critic_score(log_target, temperature, args.acting_mc_samples, args.clean_score_until, schedule,
-                                     form=args.score_target, chunk_size=args.mc_chunk_size)
-            return torch.tanh(dqs.sample_actions(score, (obs.shape[0], 2), args.num_diffusion_steps, schedule))
-    else:
-        net = dqs.ScoreNetwork(2, 2)
-        net.load_state_dict(state.get("policy_net", state["score_net"]))
-
-        def act(obs):
-            return torch.tanh(dqs.sample_actions(net.condition(obs, temperature), (obs.shape[0], 2), args.num_diffusion_steps, schedule))
-    return act
+    """The acting policy of a dqs checkpoint, obs (B, 2) -> actions (B, 2) in [-1, 1], as dqs.py acted at its end."""
+    return load_policy(state)[0]
 
 
 def sac_policies(state: dict):

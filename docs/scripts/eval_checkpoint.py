@@ -3,8 +3,8 @@
     python docs/scripts/eval_checkpoint.py RUN_TREE [RUN_TREE ...] --episodes 50 --solve-threshold 1000
 
 Every dqs checkpoint (`*.pt` written with --save-model, as benchmark/learning.py runs do) under the RUN_TREEs
-is loaded, its policy rebuilt as `dqs.py` samples it (the --score-ema average when the run had one, the
-temperature of its last update) and run for --episodes episodes from the starts seed + 10000 + i, the
+is loaded, its policy rebuilt as `dqs.py` samples it (the run's --acting-score sampler: the critic-driven one, or
+the score network with the --score-ema average when the run had one; the temperature of its last update) and run for --episodes episodes from the starts seed + 10000 + i, the
 same starts as the run's own evaluations (its first five) and more. Prints a Markdown table: per
 checkpoint the mean and spread of the returns, the share of episodes at or above the threshold, and the
 mean of the first five episodes, then the same five starts again with fresh sampler noise.
@@ -23,11 +23,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-from dqs import Schedule, ScoreNetwork, SoftQNetwork, best_of, evaluate, gym_make, sample_actions, temperature_at  # noqa: E402
+from dqs import (Schedule, ScoreNetwork, SoftQNetwork, best_of, critic_score, evaluate, gym_make, log_target_times_T,  # noqa: E402
+                 sample_actions, temperature_at)
 
 
 def load_policy(state, m: int = 1):
-    """The evaluated policy of a loaded dqs checkpoint (m > 1: the highest-Q of m samples), and the run's args."""
+    """The evaluated policy of a loaded dqs checkpoint (m > 1: the highest-Q of m samples), and the run's args: the
+    sampler the run acted with (--acting-score: the critic-driven one, or the score network)."""
     args = types.SimpleNamespace(**state["args"])
     env = gym_make(args.env_id)
     obs_dim, act_dim = int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
@@ -35,14 +37,20 @@ def load_policy(state, m: int = 1):
     net = ScoreNetwork(obs_dim, act_dim)
     net.load_state_dict(state["policy_net"] if "policy_net" in state else state["score_net"])
     temperature = torch.tensor(temperature_at(state["num_updates"], args))
+    schedule = Schedule(args.sigma_min, args.sigma_max)
     qf1, qf2 = SoftQNetwork(obs_dim, act_dim), SoftQNetwork(obs_dim, act_dim)
     qf1.load_state_dict(state["qf1"])
     qf2.load_state_dict(state["qf2"])
 
     def sample(obs):
-        x = sample_actions(net.condition(obs, temperature), (obs.shape[0], act_dim), args.num_diffusion_steps,
-                           Schedule(args.sigma_min, args.sigma_max))
-        return torch.tanh(x)
+        if getattr(args, "acting_score", "network") == "critic":  # as dqs.py's act_critic
+            q1_at, q2_at = qf1.condition(obs.unsqueeze(1)), qf2.condition(obs.unsqueeze(1))
+            log_target = lambda x: log_target_times_T(lambda a: torch.min(q1_at(a), q2_at(a)), x, temperature, args.exact_bounds)
+            score = critic_score(log_target, temperature, args.acting_mc_samples, args.clean_score_until, schedule,
+                                 form=args.score_target, chunk_size=args.mc_chunk_size)
+        else:
+            score = net.condition(obs, temperature)
+        return torch.tanh(sample_actions(score, (obs.shape[0], act_dim), args.num_diffusion_steps, schedule))
 
     def act(obs):  # as dqs.py evaluates with --eval-best-of
         return best_of(sample, lambda o, a: torch.min(qf1(o, a), qf2(o, a)), obs, m)
