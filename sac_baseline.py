@@ -263,7 +263,7 @@ class ReplayBuffer:
 def start_run(args):
     """Seeds, the device and the run's folder `runs/{env}__{exp_name}__{seed}__{time}` with its TensorBoard
     writer (a resumed run keeps writing into the folder of its checkpoint); wandb with --track."""
-    run_name = f"{args.env_id.replace('/', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_name = f"{args.env_id.replace('/', '_').replace(':', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}"  # ':' of module:id: not in Windows paths
     run_dir = os.path.dirname(os.path.abspath(args.resume)) if args.resume else os.path.join("runs", run_name)
     if args.track:
         try:

@@ -643,6 +643,7 @@ def test_the_papers_tasks_run_by_module_id_and_pointmaze_logs_its_success_rate(t
         assert out.returncode == 0, out.stderr[-2000:]
         run_dir, summary = read_run(cwd)
         assert summary["global_step"] == 150 and summary["env_id"] == env_id
+        assert ":" not in os.path.basename(run_dir)  # module:id's colon is not a legal path character on Windows
         ckpt = torch.load(os.path.join(run_dir, f"{script[:-3]}.pt"), weights_only=True)
         assert ckpt["qf1"]["fc1.weight"].shape[1] == obs_dim + 2
         events = EventAccumulator(run_dir)

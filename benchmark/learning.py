@@ -98,7 +98,7 @@ def fail(message: str):
 
 
 def safe_name(env_id: str) -> str:
-    return env_id.replace("/", "-")  # dm_control/cheetah-run-v0 -> one folder, one file name
+    return env_id.replace("/", "-").replace(":", "-")  # dm_control/cheetah-run-v0, module:id -> one folder, one file name (Windows too)
 
 
 # ---------------------------------------------------------------------------------------------

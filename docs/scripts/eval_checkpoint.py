@@ -11,7 +11,8 @@ mean of the first five episodes, then the same five starts again with fresh samp
 
 With --best-of M the policy draws M actions per state and executes the one the twin critics value most,
 min(Q1, Q2), as `dqs.py --eval-best-of M` evaluates (not the paper's): if the failures come from unlucky
-draws of a policy whose critic knows better, this removes them.
+draws of a policy whose critic knows better, this removes them. --num-diffusion-steps and --acting-mc-samples
+sample the same critics with another N or K (is the one-draw policy held back by its sampler?).
 """
 import argparse
 import glob
@@ -27,10 +28,10 @@ from dqs import (Schedule, ScoreNetwork, SoftQNetwork, best_of, critic_score, ev
                  sample_actions, temperature_at)
 
 
-def load_policy(state, m: int = 1):
+def load_policy(state, m: int = 1, overrides: dict | None = None):
     """The evaluated policy of a loaded dqs checkpoint (m > 1: the highest-Q of m samples), and the run's args: the
     sampler the run acted with (--acting-score: the critic-driven one, or the score network)."""
-    args = types.SimpleNamespace(**state["args"])
+    args = types.SimpleNamespace(**state["args"] | {k: v for k, v in (overrides or {}).items() if v is not None})
     env = gym_make(args.env_id)
     obs_dim, act_dim = int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
     env.close()
@@ -65,6 +66,8 @@ def main():
     p.add_argument("--solve-threshold", type=float, default=1000.0)
     p.add_argument("--sampler-seed", type=int, default=0, help="torch seed of the sampler's noise")
     p.add_argument("--best-of", type=int, default=1, help="draws per state; act with the one of highest min(Q1, Q2)")
+    p.add_argument("--num-diffusion-steps", type=int, default=None, help="sample with this N instead of the run's")
+    p.add_argument("--acting-mc-samples", type=int, default=None, help="the critic-driven sampler's K instead of the run's")
     opts = p.parse_args()
     paths = sorted(f for tree in opts.trees for f in glob.glob(os.path.join(tree, "**", "*.pt"), recursive=True))
     torch.set_num_threads(1)
@@ -75,12 +78,14 @@ def main():
         state = torch.load(path, map_location="cpu", weights_only=True)
         if state.get("algo") != "dqs":
             continue
-        act, args = load_policy(state, opts.best_of)
+        overrides = {"num_diffusion_steps": opts.num_diffusion_steps, "acting_mc_samples": opts.acting_mc_samples}
+        act, args = load_policy(state, opts.best_of, overrides)
         torch.manual_seed(opts.sampler_seed)
         returns = evaluate(act, args.env_id, opts.episodes, args.seed + 10_000, torch.device("cpu"))
         again = evaluate(act, args.env_id, 5, args.seed + 10_000, torch.device("cpu"))
         solved = int((returns >= opts.solve_threshold).sum())
-        name = f"{args.exp_name} seed {args.seed}" + (f", best of {opts.best_of}" if opts.best_of > 1 else "")
+        name = f"{args.exp_name} seed {args.seed}" + (f", best of {opts.best_of}" if opts.best_of > 1 else "") + \
+            "".join(f", {k} {v}" for k, v in overrides.items() if v is not None)
         print(f"| {name} | {state['step']} | {returns.mean():.1f} [{returns.std():.1f}] | {solved}/{opts.episodes} | "
               f"{returns[:5].mean():.1f} | {again.mean():.1f} |", flush=True)
 

@@ -1,9 +1,9 @@
-"""InvertedPendulum-v4, one draw per state: DQS at its defaults (K = 16, N = 20) against SAC, eval return
-against env steps, one line per seed.
+"""One draw per state: DQS at its defaults (K = 16, N = 20) against SAC on one task, eval return against env
+steps, one line per seed.
 
     python docs/scripts/plot_curves.py --collect /work/study/ip_critic/InvertedPendulum-v4/dqs/seed1/runs docs/data/ip_one_draw/seed1.json
-    python docs/scripts/plot_ip_one_draw.py docs/img/ip_one_draw.png docs/data/ip_one_draw/seed*.json \
-        --sac docs/data/ip_blend_temperature/aggregate.json
+    python docs/scripts/plot_one_draw.py docs/img/ip_one_draw.png docs/data/ip_one_draw/seed*.json \
+        --sac docs/data/ip_blend_temperature/aggregate.json --task InvertedPendulum-v4
 
 The DQS curves are plot_curves.py dumps of the runs; SAC's are the learning runner's aggregate of its
 earlier runs (same flags: learning starts 5000, 5 evaluation episodes every 2500 steps, one thread).
@@ -21,21 +21,22 @@ if __name__ == "__main__":
     p.add_argument("out")
     p.add_argument("dqs", nargs="+", help="plot_curves.py --collect dumps of the DQS runs")
     p.add_argument("--sac", required=True, help="a learning-runner aggregate.json with SAC runs of the task")
+    p.add_argument("--task", default="InvertedPendulum-v4", help="the task's name for the title")
     args = p.parse_args()
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, path in enumerate(args.dqs):
         with open(path) as f:
             for name, curves in json.load(f).items():
                 steps, values = zip(*curves["eval/episodic_return"])
-                ax.plot(steps, values, "-o", ms=3, color="tab:blue", alpha=0.8, label="DQS, defaults (K = 16, N = 20)" if i == 0 else None)
+                ax.plot(steps, values, "-o", ms=3, color="tab:blue", alpha=0.8, label="DQS, defaults (K = 16, N = 20), one draw per state" if i == 0 else None)
     with open(args.sac) as f:
         sac = [r for r in json.load(f)["runs"] if r["exp_name"] == "sac"]
     for i, r in enumerate(sac):
-        ax.plot(r["steps"], r["values"], "--s", ms=3, color="tab:red", alpha=0.7, label="SAC" if i == 0 else None)
+        ax.plot(r["steps"], r["values"], "--s", ms=3, color="tab:red", alpha=0.7, label="SAC, its deterministic tanh(mean)" if i == 0 else None)
     ax.set_xlabel("env steps")
-    ax.set_ylabel("eval return (5 episodes, one draw per state)")
-    ax.set_title("InvertedPendulum-v4: one line per seed")
-    ax.legend(loc="lower right")
+    ax.set_ylabel("eval return (5 episodes)")
+    ax.set_title(f"{args.task}: one line per seed")
+    ax.legend(loc="best")
     fig.tight_layout()
     fig.savefig(args.out, dpi=120)
     print("saved", args.out)
