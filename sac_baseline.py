@@ -553,7 +553,19 @@ if __name__ == "__main__":
     start_time = time.time()
     last_return, eval_returns, last_eval_step, interrupted, diverged = float("nan"), None, -1, False, None
     first_update_step, first_update_time = None, None  # for the SPS of the training phase alone
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a cluster's preemption ends the run like Ctrl-C
+    stop = {"held": False, "pending": False}
+
+    def on_stop(signum, frame):
+        """Ctrl-C and SIGTERM (a cluster's preemption) end the run as KeyboardInterrupt, but wait while the checkpoint
+        files are written. (Python runs this in the main thread whichever thread the signal hit, which a thread's
+        signal mask cannot promise: TensorBoard's writer thread can take it.)"""
+        if stop["held"]:
+            stop["pending"] = True
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGTERM, on_stop)
 
     def evaluate_and_save(step: int):
         """Evaluates the policy; with --save-model checkpoints the run (weights, buffer, random states) and keeps
@@ -565,8 +577,8 @@ if __name__ == "__main__":
         writer.add_scalar("eval/episodic_return", eval_returns.mean(), step)
         if successes:
             writer.add_scalar("eval/success_rate", np.mean(successes), step)
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})  # the files are written together:
-        try:  # Ctrl-C or SIGTERM waits until they are, then stops the run
+        stop["held"] = True  # the files are written together: Ctrl-C or SIGTERM waits until they are, then stops the run
+        try:
             if eval_returns.mean() > best_return:
                 best_return = float(eval_returns.mean())
                 if args.save_model:
@@ -575,7 +587,10 @@ if __name__ == "__main__":
                 save_replay(ckpt_path.removesuffix(".pt") + "_buffer.pt", step, rb, envs)
             last_eval_step = step
         finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+            stop["held"] = False
+        if stop["pending"]:
+            stop["pending"] = False
+            raise KeyboardInterrupt
 
     # TRY NOT TO MODIFY: start the game (a restored run goes on with its env's own random stream)
     obs, _ = envs.reset(seed=None if restored else args.seed)
