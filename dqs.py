@@ -112,12 +112,15 @@ class Args:
     """the authors' configuration: their K, N, target and sampler, none of the departures below (explicit flags still win)"""
     acting_score: Literal["network", "critic"] = "critic"
     """not the paper's: the score that drives the sampler that acts and evaluates: 'network' (s_theta, the paper's) or
-    'critic' (grad Q / T for t <= --clean-score-until, the --score-target estimate above; the network serves the backup;
+    'critic' (grad Q / T for t <= --clean-score-until, the --acting-estimate above; the network serves the backup;
     offline its samples spread 1.10x the exact policy's, a network trained on the exact score 2.9x, docs/results.md)"""
     acting_mc_samples: int = 64
     """K of the critic-driven acting sampler's estimate (not the paper's; 64: toy TV 0.08 at N = 50)"""
     clean_score_until: float = 0.6
     """the critic-driven sampler uses one critic gradient, the clean score, for t up to this (not the paper's)"""
+    acting_estimate: Literal["grad", "blend", "cv", "refit"] = "blend"
+    """the critic-driven sampler's estimate above --clean-score-until (not the paper's): a --score-target form, or 'refit',
+    importance sampling with a proposal refitted to its first half's weights"""
     exact_bounds: bool = True
     """not the paper's: Q at tanh(x) plus the tanh log-Jacobian, so that tanh(x) is exactly Boltzmann on the box (toy TV 0.068, 0.126 without)"""
     score_target: Literal["grad", "blend", "cv"] = "blend"
@@ -422,14 +425,44 @@ def critic_score(q_of_actions, temperature, num_mc_samples: int, clean_until: fl
                  form: str = "blend", chunk_size: int | None = None):
     """score(x, t) for sample_actions from the critic at fixed states, q_of_actions as for mc_score_target, no network:
         t <= clean_until:  grad_x Q(s, x) / T                      (the clean score, one critic gradient)
-        t >  clean_until:  the estimate mc_score_target(form=form) with K = num_mc_samples
+        t >  clean_until:  the estimate with K = num_mc_samples: refit_score (form="refit"), else mc_score_target(form=form)
     One branch per sampler step, read from t on the host (one sync per step on a GPU)."""
     def score(x, t):
         if float(t) <= clean_until:
             return values_and_action_grads(q_of_actions, x.unsqueeze(1), 1)[1].squeeze(1) / temperature
+        if form == "refit":
+            return refit_score(q_of_actions, x, t.expand(x.shape[0]), temperature, num_mc_samples, schedule)
         return mc_score_target(q_of_actions, x, t.expand(x.shape[0]), temperature, num_mc_samples, schedule, form=form,
                                chunk_size=chunk_size)
     return score
+
+
+# --acting-estimate refit: where the policy is far narrower than the noise (a sharp critic, large t), the K perturbed
+# actions of S_K and the blend fall mostly where exp(Q/T) is negligible, a few carry all the weight, and the sampled
+# policy comes out several times too wide (docs/results.md, InvertedDoublePendulum). Importance sampling with a second
+# proposal fitted to the first half's weights puts the second half where the posterior is.
+@torch.no_grad()
+def refit_score(q_of_actions, x_t, t, temperature, num_mc_samples: int, schedule: Schedule = Schedule()):
+    """The noised score at x_t (B, act_dim), times t (B,), by Tweedie's formula grad log p_t(x_t) = (E[x_0 | x_t] - x_t) / h,
+    the posterior p(x_0 | x_t) ∝ exp(Q(x_0) / T) N(x_0; x_t, h) averaged by importance sampling in two halves of the K samples:
+        1. x_i = x_t + sqrt(h) z_i, weights softmax_i(Q_i / T): the posterior's mean m and variance v per action dimension;
+        2. x_j ~ N(m, s^2), s^2 = min(h, v + h / 2), weights softmax_j(Q_j / T - |x_j - x_t|^2 / 2h + |(x_j - m) / s|^2 / 2)
+           (posterior over proposal), and E[x_0 | x_t] = sum_j w_j x_j.
+    Forward passes only. Its error is noisier than the blend's where the policy is wide against the noise, but the drift
+    it moves x by, g^2 dt (E[x_0 | x_t] - x_t) / h, errs by about sqrt(h / ESS), small against the step's own noise."""
+    batch, act_dim = x_t.shape
+    temperature = torch.as_tensor(temperature, dtype=x_t.dtype, device=x_t.device).reshape(-1, 1)
+    h = schedule.h(t).reshape(batch, 1, 1)
+    first = max(1, num_mc_samples // 2)
+    x_i = x_t.unsqueeze(1) + h.sqrt() * torch.randn(batch, first, act_dim, device=x_t.device, dtype=x_t.dtype)
+    w = torch.softmax(q_of_actions(x_i) / temperature, dim=1).unsqueeze(-1)
+    mean = (w * x_i).sum(1, keepdim=True)
+    var = torch.minimum((w * (x_i - mean).pow(2)).sum(1, keepdim=True) + h / 2, h.expand(batch, 1, act_dim))
+    x_j = mean + var.sqrt() * torch.randn(batch, max(1, num_mc_samples - first), act_dim, device=x_t.device, dtype=x_t.dtype)
+    log_w = (q_of_actions(x_j) / temperature - (x_j - x_t.unsqueeze(1)).pow(2).sum(-1) / (2 * h.reshape(batch, 1))
+             + ((x_j - mean).pow(2) / (2 * var)).sum(-1))
+    posterior_mean = (torch.softmax(log_w, dim=1).unsqueeze(-1) * x_j).sum(1)
+    return (posterior_mean - x_t) / h.reshape(batch, 1)
 
 
 def best_of(act, q, obs, m: int):
@@ -788,7 +821,7 @@ if __name__ == "__main__":
     def act_critic(obs):
         """Not the paper's (--acting-score critic): the same sampler driven by the critic's own score estimate."""
         score = critic_score(log_target_at(obs.unsqueeze(1)), temperature, args.acting_mc_samples, args.clean_score_until,
-                             schedule, form=args.score_target, chunk_size=args.mc_chunk_size)
+                             schedule, form=args.acting_estimate, chunk_size=args.mc_chunk_size)
         return torch.tanh(sample_actions(score, (obs.shape[0], act_dim), args.num_diffusion_steps, schedule, device=device))
 
     acting = act_critic if args.acting_score == "critic" else act  # acting and evaluation; the backup always calls act

@@ -11,8 +11,8 @@ mean of the first five episodes, then the same five starts again with fresh samp
 
 With --best-of M the policy draws M actions per state and executes the one the twin critics value most,
 min(Q1, Q2), as `dqs.py --eval-best-of M` evaluates (not the paper's): if the failures come from unlucky
-draws of a policy whose critic knows better, this removes them. --num-diffusion-steps and --acting-mc-samples
-sample the same critics with another N or K (is the one-draw policy held back by its sampler?).
+draws of a policy whose critic knows better, this removes them. --num-diffusion-steps, --acting-mc-samples and
+--clean-score-until sample the same critics with another N or K (is the one-draw policy held back by its sampler?).
 """
 import argparse
 import glob
@@ -48,7 +48,7 @@ def load_policy(state, m: int = 1, overrides: dict | None = None):
             q1_at, q2_at = qf1.condition(obs.unsqueeze(1)), qf2.condition(obs.unsqueeze(1))
             log_target = lambda x: log_target_times_T(lambda a: torch.min(q1_at(a), q2_at(a)), x, temperature, args.exact_bounds)
             score = critic_score(log_target, temperature, args.acting_mc_samples, args.clean_score_until, schedule,
-                                 form=args.score_target, chunk_size=args.mc_chunk_size)
+                                 form=getattr(args, "acting_estimate", args.score_target), chunk_size=args.mc_chunk_size)
         else:
             score = net.condition(obs, temperature)
         return torch.tanh(sample_actions(score, (obs.shape[0], act_dim), args.num_diffusion_steps, schedule))
@@ -68,6 +68,10 @@ def main():
     p.add_argument("--best-of", type=int, default=1, help="draws per state; act with the one of highest min(Q1, Q2)")
     p.add_argument("--num-diffusion-steps", type=int, default=None, help="sample with this N instead of the run's")
     p.add_argument("--acting-mc-samples", type=int, default=None, help="the critic-driven sampler's K instead of the run's")
+    p.add_argument("--acting-estimate", choices=["grad", "blend", "cv", "refit"], default=None,
+                   help="the critic-driven sampler's estimate above the switch instead of the run's")
+    p.add_argument("--clean-score-until", type=float, default=None,
+                   help="the critic-driven sampler's switch to the clean score grad E / T instead of the run's")
     opts = p.parse_args()
     paths = sorted(f for tree in opts.trees for f in glob.glob(os.path.join(tree, "**", "*.pt"), recursive=True))
     torch.set_num_threads(1)
@@ -78,7 +82,8 @@ def main():
         state = torch.load(path, map_location="cpu", weights_only=True)
         if state.get("algo") != "dqs":
             continue
-        overrides = {"num_diffusion_steps": opts.num_diffusion_steps, "acting_mc_samples": opts.acting_mc_samples}
+        overrides = {"num_diffusion_steps": opts.num_diffusion_steps, "acting_mc_samples": opts.acting_mc_samples,
+                     "clean_score_until": opts.clean_score_until, "acting_estimate": opts.acting_estimate}
         act, args = load_policy(state, opts.best_of, overrides)
         torch.manual_seed(opts.sampler_seed)
         returns = evaluate(act, args.env_id, opts.episodes, args.seed + 10_000, torch.device("cpu"))
