@@ -62,6 +62,8 @@ class Args:
     """K of the critic-driven sampler, as dqs.py's flag (256 as --num-mc-samples: TV 0.07 against 0.08 at 64, docs/results.md)"""
     clean_score_until: float = 0.6
     """the critic-driven sampler uses grad Q / T for t up to this, as dqs.py's flag"""
+    acting_estimate: Literal["grad", "blend", "cv", "refit"] = "refit"
+    """the critic-driven sampler's estimate above the switch, as dqs.py's flag"""
     iterations: int = 5000
     """gradient steps of each method (one critic step and one score or actor step each)"""
     batch_size: int = 128
@@ -254,7 +256,8 @@ def train_dqs(args: Args, reward_fn, progress: bool = True):
 
     def act(n: int, num_diffusion_steps: int):
         if args.acting_score == "critic":  # as dqs.py acts by default: the critic's own estimate drives the sampler
-            score = critic_score(log_target_at(torch.zeros(n, 1, 1)), T, args.acting_mc_samples, args.clean_score_until, schedule)
+            score = critic_score(log_target_at(torch.zeros(n, 1, 1)), T, args.acting_mc_samples, args.clean_score_until, schedule,
+                                 form=args.acting_estimate)
         else:
             score = score_net.condition(torch.zeros(n, 1), T)
         return torch.tanh(sample_actions(score, (n, 2), num_diffusion_steps, schedule))
