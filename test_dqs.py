@@ -905,6 +905,15 @@ def test_offline_diagnostics_run_on_a_dqs_checkpoint(tmp_path):
         assert 0.0 <= float(line.split("w1 ")[1].split()[0]) <= 2.0, line
     assert sum("target error" in line for line in out.stdout.splitlines()) == 4, out.stdout  # grad, noise, blend, cv
 
+    # docs/scripts/eval_checkpoint.py resamples the checkpoint's critics with another estimator and switch (an untrained
+    # InvertedPendulum policy: short episodes); docs/scripts/acting_cost.py times the estimators at the task's shapes
+    out = run_script(os.path.join("docs", "scripts", "eval_checkpoint.py"), os.path.dirname(ckpt), "--episodes", "1",
+                     "--acting-estimate", "blend", "--clean-score-until", "0.5", "--acting-mc-samples", "4", cwd=tmp_path)
+    assert out.returncode == 0 and "acting_estimate blend" in out.stdout, out.stderr[-2000:]
+    out = run_script(os.path.join("docs", "scripts", "acting_cost.py"), "--env-id", "InvertedPendulum-v4", "--repeats", "2",
+                     "--acting-mc-samples", "4", "--num-diffusion-steps", "3", cwd=tmp_path)
+    assert out.returncode == 0 and "refit" in out.stdout and "blend" in out.stdout, out.stderr[-2000:]
+
     # benchmark/speed.py --precision measures float32 against bf16 on the same checkpoint's critics
     out = run_script(os.path.join("benchmark", "speed.py"), "--precision", "--repeats", "1", "--ks", "4", "--checkpoint", ckpt, "--threads", "1", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -7,6 +7,7 @@ steps, one line per seed.
 
 The DQS curves are plot_curves.py dumps of the runs; SAC's are the learning runner's aggregate of its
 earlier runs (same flags: learning starts 5000, 5 evaluation episodes every 2500 steps, one thread).
+--earlier DUMP [DUMP ...] --earlier-label TEXT adds another set of DQS runs in grey (e.g. an earlier default).
 """
 import argparse
 import json
@@ -22,13 +23,21 @@ if __name__ == "__main__":
     p.add_argument("dqs", nargs="+", help="plot_curves.py --collect dumps of the DQS runs")
     p.add_argument("--sac", required=True, help="a learning-runner aggregate.json with SAC runs of the task")
     p.add_argument("--task", default="InvertedPendulum-v4", help="the task's name for the title")
+    p.add_argument("--label", default="DQS, defaults (K = 16, N = 20), one draw per state")
+    p.add_argument("--earlier", nargs="*", default=[], help="plot_curves.py dumps of other DQS runs, drawn in grey")
+    p.add_argument("--earlier-label", default="DQS, an earlier setting")
     args = p.parse_args()
     fig, ax = plt.subplots(figsize=(7, 4))
+    for i, path in enumerate(args.earlier):
+        with open(path) as f:
+            for name, curves in json.load(f).items():
+                steps, values = zip(*curves["eval/episodic_return"])
+                ax.plot(steps, values, "-o", ms=3, color="0.6", alpha=0.8, label=args.earlier_label if i == 0 else None)
     for i, path in enumerate(args.dqs):
         with open(path) as f:
             for name, curves in json.load(f).items():
                 steps, values = zip(*curves["eval/episodic_return"])
-                ax.plot(steps, values, "-o", ms=3, color="tab:blue", alpha=0.8, label="DQS, defaults (K = 16, N = 20), one draw per state" if i == 0 else None)
+                ax.plot(steps, values, "-o", ms=3, color="tab:blue", alpha=0.8, label=args.label if i == 0 else None)
     with open(args.sac) as f:
         sac = [r for r in json.load(f)["runs"] if r["exp_name"] == "sac"]
     for i, r in enumerate(sac):

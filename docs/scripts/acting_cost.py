@@ -1,0 +1,59 @@
+"""Time of one action of the critic-driven sampler, per --acting-estimate, measured in one run of this script.
+
+    OMP_NUM_THREADS=1 python docs/scripts/acting_cost.py --env-id InvertedDoublePendulum-v4 --repeats 200
+
+Critics of the task's shapes (fresh weights: the time does not depend on them) at one state, the sampler as
+dqs.py's act_critic builds it (exact bounds, switch at --clean-score-until, K = --acting-mc-samples, N steps).
+The estimators run in turn, one action each per round, so that a slow phase of the machine falls on all of
+them; prints the median milliseconds per action of each and its ratio to the first.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+from dqs import Schedule, SoftQNetwork, critic_score, gym_make, log_target_times_T, sample_actions  # noqa: E402
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--env-id", default="InvertedDoublePendulum-v4")
+    p.add_argument("--estimates", default="refit,blend", help="comma list of --acting-estimate values")
+    p.add_argument("--acting-mc-samples", type=int, default=64)
+    p.add_argument("--num-diffusion-steps", type=int, default=20)
+    p.add_argument("--clean-score-until", type=float, default=0.6)
+    p.add_argument("--repeats", type=int, default=200)
+    args = p.parse_args()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    env = gym_make(args.env_id)
+    obs_dim, act_dim = int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
+    env.close()
+    qf1, qf2 = SoftQNetwork(obs_dim, act_dim), SoftQNetwork(obs_dim, act_dim)
+    schedule, temperature = Schedule(), torch.tensor(0.05)
+    obs = torch.randn(1, obs_dim)
+
+    def act(form):
+        q1_at, q2_at = qf1.condition(obs.unsqueeze(1)), qf2.condition(obs.unsqueeze(1))
+        log_target = lambda x: log_target_times_T(lambda a: torch.min(q1_at(a), q2_at(a)), x, temperature, True)
+        score = critic_score(log_target, temperature, args.acting_mc_samples, args.clean_score_until, schedule, form=form)
+        return torch.tanh(sample_actions(score, (1, act_dim), args.num_diffusion_steps, schedule))
+
+    forms = args.estimates.split(",")
+    times = {f: [] for f in forms}
+    for f in forms:  # warm-up
+        act(f)
+    for _ in range(args.repeats):
+        for f in forms:
+            start = time.perf_counter()
+            act(f)
+            times[f].append(time.perf_counter() - start)
+    base = statistics.median(times[forms[0]])
+    print(f"{args.env_id}, K = {args.acting_mc_samples}, N = {args.num_diffusion_steps}, {torch.get_num_threads()} thread(s), "
+          f"{args.repeats} actions each, medians:")
+    for f in forms:
+        m = statistics.median(times[f])
+        print(f"  {f:6s} {1000 * m:7.2f} ms per action  ({m / base:.2f}x {forms[0]})")
