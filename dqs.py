@@ -453,17 +453,17 @@ def refit_score(q_of_actions, x_t, t, temperature, num_mc_samples: int, schedule
     it moves x by, g^2 dt (E[x_0 | x_t] - x_t) / h, errs by about sqrt(h / ESS), small against the step's own noise."""
     batch, act_dim = x_t.shape
     temperature = torch.as_tensor(temperature, dtype=x_t.dtype, device=x_t.device).reshape(-1, 1)
-    h = schedule.h(t).reshape(batch, 1, 1)
+    h = schedule.h(t).reshape(batch, 1)
     first = max(1, num_mc_samples // 2)
-    x_i = x_t.unsqueeze(1) + h.sqrt() * torch.randn(batch, first, act_dim, device=x_t.device, dtype=x_t.dtype)
+    x_i = x_t.unsqueeze(1) + h.sqrt().unsqueeze(-1) * torch.randn(batch, first, act_dim, device=x_t.device, dtype=x_t.dtype)
     w = torch.softmax(q_of_actions(x_i) / temperature, dim=1).unsqueeze(-1)
     mean = (w * x_i).sum(1, keepdim=True)
-    var = torch.minimum((w * (x_i - mean).pow(2)).sum(1, keepdim=True) + h / 2, h.expand(batch, 1, act_dim))
+    var = ((w * (x_i - mean).pow(2)).sum(1, keepdim=True) + h.unsqueeze(-1) / 2).clamp_max(h.unsqueeze(-1))
     x_j = mean + var.sqrt() * torch.randn(batch, max(1, num_mc_samples - first), act_dim, device=x_t.device, dtype=x_t.dtype)
-    log_w = (q_of_actions(x_j) / temperature - (x_j - x_t.unsqueeze(1)).pow(2).sum(-1) / (2 * h.reshape(batch, 1))
+    log_w = (q_of_actions(x_j) / temperature - (x_j - x_t.unsqueeze(1)).pow(2).sum(-1) / (2 * h)
              + ((x_j - mean).pow(2) / (2 * var)).sum(-1))
     posterior_mean = (torch.softmax(log_w, dim=1).unsqueeze(-1) * x_j).sum(1)
-    return (posterior_mean - x_t) / h.reshape(batch, 1)
+    return (posterior_mean - x_t) / h
 
 
 def best_of(act, q, obs, m: int):
