@@ -26,6 +26,7 @@ if __name__ == "__main__":
     p.add_argument("--label", default="DQS, defaults (K = 16, N = 20), one draw per state")
     p.add_argument("--earlier", nargs="*", default=[], help="plot_curves.py dumps of other DQS runs, drawn in grey")
     p.add_argument("--earlier-label", default="DQS, an earlier setting")
+    p.add_argument("--eval-episodes", type=int, default=5, help="evaluation episodes per point, for the axis label")
     args = p.parse_args()
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, path in enumerate(args.earlier):
@@ -43,7 +44,7 @@ if __name__ == "__main__":
     for i, r in enumerate(sac):
         ax.plot(r["steps"], r["values"], "--s", ms=3, color="tab:red", alpha=0.7, label="SAC, its deterministic tanh(mean)" if i == 0 else None)
     ax.set_xlabel("env steps")
-    ax.set_ylabel("eval return (5 episodes)")
+    ax.set_ylabel(f"eval return ({args.eval_episodes} episodes)")
     ax.set_title(f"{args.task}: one line per seed")
     ax.legend(loc="best")
     fig.tight_layout()
