@@ -991,16 +991,16 @@ def toy_trained():
         torch.set_num_threads(threads)
 
 
-# `python toy_bandit.py` at its defaults measured DQS's largest mode-mass error at 0.030 with n = 10,000
-# samples (docs/data/toy_bandit.json). The fixture's n = 2000 measurement may differ from it by Z standard
-# errors of the difference of two mass estimates, sqrt(v / 2000 + v / 10,000) with v <= 0.25.
-TOY_DQS_MAX_MASS_ERROR = 0.030
+# `python toy_bandit.py` at its defaults (the refit acting) measured DQS's largest mode-mass error at 0.032
+# with n = 10,000 samples (docs/data/toy_bandit_refit.json). The fixture's n = 2000 measurement may differ
+# from it by Z standard errors of the difference of two mass estimates, sqrt(v / 2000 + v / 10,000) with v <= 0.25.
+TOY_DQS_MAX_MASS_ERROR = 0.032
 
 
 @pytest.mark.slow
 def test_toy_dqs_covers_every_mode_with_about_the_right_mass(toy_trained):
     """Every mode holds at least half its exact mass (coverage), and the largest mass error is no worse
-    than the recorded run's (docs/data/toy_bandit.json) beyond sampling noise."""
+    than the recorded run's (docs/data/toy_bandit_refit.json) beyond sampling noise."""
     d = toy_trained[0]["dqs"]
     for k, (m, p) in enumerate(zip(d["mode_mass"], d["exact_mode_mass"])):
         assert m > p / 2, f"mode {k} not covered: mass {m:.3f}, exact {p:.3f}"
