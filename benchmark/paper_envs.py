@@ -12,6 +12,15 @@ policy tends to commit to one mode from a given start; the paper uses the task t
 several.
 
 `env.reset(options={"state": (x, y)})` starts from a chosen point (for fixed-start evaluations).
+
+It also registers `PointMaze_MediumFixed-v0`, a test of exploration for the paper's sparse PointMaze:
+Gymnasium-Robotics' medium maze (8 x 8 cells, 600 steps per episode) with the start fixed in the
+top-left free cell and the goal in the bottom-right one, sparse reward (1 at the goal), and the
+episode ending there. The registered `PointMaze_*-v3` tasks draw both the start and the goal at random
+every episode, so resets alone carry the point to every cell and the share of cells a run visits
+says nothing about how it explores; from a fixed start it does.
+
+    python dqs.py --env-id benchmark.paper_envs:PointMaze_MediumFixed-v0
 """
 import gymnasium as gym
 import numpy as np
@@ -73,3 +82,21 @@ class GMMNavigation(gym.Env):
 
 
 gym.register("GMMNavigation-v0", entry_point=GMMNavigation, max_episode_steps=EPISODE_STEPS)
+
+
+# Gymnasium-Robotics' medium maze (1 = wall) with its reset cell "r" and goal cell "g" fixed at opposite
+# corners; the shortest path between them crosses 10 cells. The entry point is a string, so
+# gymnasium_robotics is imported only when this env is made.
+MEDIUM_MAZE_FIXED = [
+    [1, 1, 1, 1, 1, 1, 1, 1],
+    [1, "r", 0, 1, 1, 0, 0, 1],
+    [1, 0, 0, 1, 0, 0, 0, 1],
+    [1, 1, 0, 0, 0, 1, 1, 1],
+    [1, 0, 0, 1, 0, 0, 0, 1],
+    [1, 0, 1, 0, 0, 1, 0, 1],
+    [1, 0, 0, 0, 1, 0, "g", 1],
+    [1, 1, 1, 1, 1, 1, 1, 1],
+]
+gym.register("PointMaze_MediumFixed-v0", entry_point="gymnasium_robotics.envs.maze.point_maze:PointMazeEnv",
+             kwargs={"maze_map": MEDIUM_MAZE_FIXED, "reward_type": "sparse", "continuing_task": False},
+             max_episode_steps=600)
