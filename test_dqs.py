@@ -665,6 +665,24 @@ def test_gmm_navigation_rewards_the_mixture_log_density_after_a_unit_step():
     assert steps == 100
 
 
+def test_the_fixed_start_medium_maze_starts_and_ends_in_opposite_corners():
+    """PointMaze_MediumFixed-v0: every reset puts the point in the top-left free cell and the goal in the bottom-right
+    one (the v3 mazes draw both at random); the reward is 0 away from the goal, 1 at it, and the episode ends there."""
+    env = gym.make("benchmark.paper_envs:PointMaze_MediumFixed-v0")
+    maze = env.unwrapped.maze
+    for seed in range(3):
+        obs, _ = env.reset(seed=seed)
+        achieved, goal = obs["achieved_goal"], obs["desired_goal"]
+        assert tuple(maze.cell_xy_to_rowcol(achieved)) == (1, 1) and tuple(maze.cell_xy_to_rowcol(goal)) == (6, 6)
+        _, reward, terminated, _, info = env.step(np.zeros(2, dtype=np.float32))
+        assert reward == 0.0 and not terminated and not info["success"]
+    point = env.unwrapped.point_env
+    point.set_state(np.asarray(goal, dtype=np.float64), np.zeros(2))
+    _, reward, terminated, _, info = env.step(np.zeros(2, dtype=np.float32))
+    assert reward == 1.0 and terminated and info["success"]
+    assert env.spec.max_episode_steps == 600
+
+
 def test_the_papers_tasks_run_by_module_id_and_pointmaze_logs_its_success_rate(tmp_path):
     """`module:id` env ids: the GMM task (DQS) and Gymnasium-Robotics' sparse PointMaze (SAC, dict observations
     flattened: 2 + 2 + 4), whose evaluations also log the share of episodes that reached the goal."""
