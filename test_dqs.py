@@ -713,7 +713,9 @@ def test_the_papers_tasks_run_by_module_id_and_pointmaze_logs_its_success_rate(t
     assert out.returncode == 0, out.stderr[-2000:]
     (row,) = json.loads((tmp_path / "pointmaze_coverage.json").read_text())
     assert row["steps"] == [50, 100, 150] and 0.0 < row["coverage"][0] <= row["coverage"][1] <= row["coverage"][2] <= 1.0
+    assert (tmp_path / "gymnasium_robotics-PointMaze_UMaze-v3_visits.png").is_file()
     out = run_script(os.path.join("benchmark", "gmm_modes.py"), str(tmp_path / "dqs.py"), "--episodes", "3", "--out", str(tmp_path),
+                     "--picture", str(tmp_path / "gmm.png"),
                      cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     (row,) = json.loads((tmp_path / "gmm_modes.json").read_text())["results"]

@@ -8,7 +8,8 @@ policy, the way it acts in training, and its evaluation's deterministic tanh(mea
 episodes of 100 steps from each fixed start state. Each episode ends nearest to one of the 40 means; per start
 state the table gives how many modes were reached, the entropy (nats) of that distribution over the episodes,
 and the mean return. The picture draws the trajectories from every start over the mixture's log density,
-coloured by episode (the first 30 of each start), for the first seed of each policy.
+coloured by episode (the first 30 of each start): one row per policy, one column per seed. DQS runs are
+named with their temperature, so trees run at different T compare in one table and picture.
 """
 import argparse
 import glob
@@ -86,7 +87,7 @@ def main():
         state = torch.load(path, map_location="cpu", weights_only=True)
         if not str(state.get("env_id", "")).endswith("GMMNavigation-v0"):
             continue
-        policies = {"DQS": dqs_policy(state)} if state["algo"] == "dqs" else \
+        policies = {f"DQS, T = {state['args']['temperature']:g}": dqs_policy(state)} if state["algo"] == "dqs" else \
             {f"SAC, {k}": v for k, v in sac_policies(state).items()}
         for name, act in policies.items():
             torch.manual_seed(opts.seed)
@@ -128,26 +129,29 @@ def draw(paths_drawn: dict, names: list, picture: str):
     grid = np.linspace(-BOX, BOX, 300)
     gx, gy = np.meshgrid(grid, grid)
     density = gmm_log_density(np.stack([gx, gy], -1))
-    fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 4.6), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        seed = min(paths_drawn[name])
-        ax.contourf(gx, gy, np.maximum(density, -60), levels=30, cmap="Greys")
-        ax.scatter(*GMM40_MEANS.T, s=6, c="k")
-        for path_xy in paths_drawn[name][seed]:
-            path_xy = path_xy[:DRAWN]
-            colours = plt.cm.viridis(np.linspace(0, 1, len(path_xy)))
-            for xy, c in zip(path_xy, colours):
-                ax.plot(xy[:, 0], xy[:, 1], lw=0.6, alpha=0.5, color=c)
-            ax.plot(*path_xy[0, 0], "r*", ms=10)
-        ax.set_title(f"{name} (seed {seed})")
-        ax.set_xlim(-BOX, BOX)
-        ax.set_ylim(-BOX, BOX)
-        ax.set_aspect("equal")
-    fig.suptitle("GMM navigation: trajectories from fixed starts (red stars), coloured by episode, over log p")
-    fig.tight_layout()
+    n_seeds = max(len(paths_drawn[name]) for name in names)
+    fig, axes = plt.subplots(len(names), n_seeds, figsize=(4.2 * n_seeds, 4.2 * len(names) + 0.6), squeeze=False)
+    for row, name in zip(axes, names):
+        for ax in row[len(paths_drawn[name]):]:
+            ax.axis("off")
+        for ax, seed in zip(row, sorted(paths_drawn[name])):
+            ax.contourf(gx, gy, np.maximum(density, -60), levels=30, cmap="Greys")
+            ax.scatter(*GMM40_MEANS.T, s=6, c="k")
+            for path_xy in paths_drawn[name][seed]:
+                path_xy = path_xy[:DRAWN]
+                colours = plt.cm.viridis(np.linspace(0, 1, len(path_xy)))
+                for xy, c in zip(path_xy, colours):
+                    ax.plot(xy[:, 0], xy[:, 1], lw=0.6, alpha=0.5, color=c)
+                ax.plot(*path_xy[0, 0], "r*", ms=10)
+            ax.set_title(f"{name}, seed {seed}", fontsize=10)
+            ax.set_xlim(-BOX, BOX)
+            ax.set_ylim(-BOX, BOX)
+            ax.set_aspect("equal")
+            ax.tick_params(labelsize=7)
+    fig.suptitle("GMM navigation: paths from 4 fixed starts (red stars), coloured by episode, over log p")
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     os.makedirs(os.path.dirname(os.path.abspath(picture)), exist_ok=True)
-    fig.savefig(picture, dpi=110)
-
+    fig.savefig(picture, dpi=90)
 
 if __name__ == "__main__":
     main()
