@@ -101,10 +101,21 @@ def main():
                   f"entropy {[round(s['entropy'], 2) for s in row['starts']]}", flush=True)
 
     names = sorted({r["policy"] for r in results}, key=lambda n: (not n.startswith("DQS"), n))
+    if opts.out:
+        write_outputs(results, opts.episodes, opts.out)
+    else:
+        print(mode_table(results))
+    if opts.picture:
+        draw(paths_drawn, names, opts.picture)
+
+
+def mode_table(results: list) -> str:
+    """One Markdown row per policy: its seeds' modes reached at each start, then means over starts and seeds."""
+    names = sorted({r["policy"] for r in results}, key=lambda n: (not n.startswith("DQS"), n))
     lines = [f"| policy | seeds | step | " + " | ".join(f"start {s}" for s in STARTS) + " | modes per start | entropy (nats) | return |",
              "|---" * (6 + len(STARTS)) + "|"]
     for name in names:
-        rows = [r for r in results if r["policy"] == name]
+        rows = sorted((r for r in results if r["policy"] == name), key=lambda r: r["seed"])
         per_start = [" / ".join(str(r["starts"][i]["n_modes"]) for r in rows) for i in range(len(STARTS))]
         n_modes = np.array([[s["n_modes"] for s in r["starts"]] for r in rows], dtype=float)
         entropy = np.array([[s["entropy"] for s in r["starts"]] for r in rows])
@@ -112,17 +123,19 @@ def main():
         lines.append(f"| {name} | {', '.join(str(r['seed']) for r in rows)} | {rows[0]['step']} | " + " | ".join(per_start) +
                      f" | {n_modes.mean():.2f} [{n_modes.mean(1).min():.2f}, {n_modes.mean(1).max():.2f}] "
                      f"| {entropy.mean():.2f} [{entropy.mean(1).min():.2f}, {entropy.mean(1).max():.2f}] | {ret.mean():.0f} |")
-    table = "\n".join(lines)
+    return "\n".join(lines)
+
+
+def write_outputs(results: list, episodes: int, out: str):
+    """gmm_modes.json (every seed's counts per start) and gmm_modes.md (the table) in the folder out."""
+    table = mode_table(results)
     print(table)
-    if opts.out:
-        os.makedirs(opts.out, exist_ok=True)
-        with open(os.path.join(opts.out, "gmm_modes.json"), "w") as f:
-            json.dump({"episodes": opts.episodes, "starts": STARTS, "results": results}, f, indent=1)
-        with open(os.path.join(opts.out, "gmm_modes.md"), "w") as f:
-            f.write(f"Modes reached from each start ({opts.episodes} episodes of {EPISODE_STEPS} steps; one entry per seed, "
-                    "seeds separated by /), then the mean over starts and seeds [lowest, highest seed].\n\n" + table + "\n")
-    if opts.picture:
-        draw(paths_drawn, names, opts.picture)
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "gmm_modes.json"), "w") as f:
+        json.dump({"episodes": episodes, "starts": STARTS, "results": results}, f, indent=1)
+    with open(os.path.join(out, "gmm_modes.md"), "w") as f:
+        f.write(f"Modes reached from each start ({episodes} episodes of {EPISODE_STEPS} steps; one entry per seed, "
+                "seeds separated by /), then the mean over starts and seeds [lowest, highest seed].\n\n" + table + "\n")
 
 
 def draw(paths_drawn: dict, names: list, picture: str):
