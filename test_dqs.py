@@ -721,6 +721,13 @@ def test_the_papers_tasks_run_by_module_id_and_pointmaze_logs_its_success_rate(t
     (row,) = json.loads((tmp_path / "gmm_modes.json").read_text())["results"]
     for start in row["starts"]:
         assert sum(start["counts"]) == 3 and 1 <= start["n_modes"] <= 3 and 0.0 <= start["entropy"] <= math.log(3) + 1e-9
+    # how flat the GMM run's critic is against T: one table row, the box share of exp(Q/T) in [1/8, 1]
+    out = run_script(os.path.join("docs", "scripts", "critic_flatness.py"), str(tmp_path / "dqs.py"), "--states", "5", "--actions", "8",
+                     cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    (row,) = [line for line in out.stdout.splitlines() if "GMMNavigation" in line]
+    share = float(row.split("|")[-2].split()[0])
+    assert 1 / 8 - 1e-3 <= share <= 1.0 + 1e-3
 
 
 def test_dqs_departures_run_exact_bounds_blend_annealing_score_ema_and_eval_best_of(tmp_path):
