@@ -92,8 +92,9 @@ class Args:
     """the learning rate of the Q network optimizer"""
     score_lr: float = 3e-4
     """the learning rate of the score network optimizer"""
-    temperature: float = 0.05
-    """temperature T of the target policy exp(Q/T) (initial value when annealed; the authors' 0.05 was set for DMC rewards)"""
+    temperature: float | None = None
+    """temperature T of the target policy exp(Q/T), fixed (initial value when annealed; the authors': 0.05, set for DMC
+    rewards); unset (not the paper's): T follows the critic, see --temperature-scale"""
     temperature_final: float | None = None
     """if set, T is annealed log-linearly from --temperature to this value"""
     temperature_anneal_steps: int = 1_000_000
@@ -110,6 +111,15 @@ class Args:
     # Not in the paper: on by default where docs/results.md measured them to learn; --paper turns them all off
     paper: bool = False
     """the authors' configuration: their K, N, target and sampler, none of the departures below (explicit flags still win)"""
+    temperature_scale: float = 0.09
+    """not the paper's: without --temperature, T = this x the RMS action-gradient of min(Q1, Q2) at the backup's a', tracked
+    every update, so that exp(Q/T) spreads about this much per action dimension whatever the reward's scale (0.09: the std
+    of a Gaussian with SAC's target entropy, -1 nat per dimension)"""
+    backup_score: Literal["network", "critic"] = "network"
+    """the sampler that draws the backup's a': 'network' (s_theta, the paper's) or 'critic' (not the paper's: the sampler
+    that acts, with K = --backup-mc-samples)"""
+    backup_mc_samples: int = 8
+    """K of the critic-driven sampler's estimate when it draws the backup's a' (--backup-score critic)"""
     acting_score: Literal["network", "critic"] = "critic"
     """not the paper's: the score that drives the sampler that acts and evaluates: 'network' (s_theta, the paper's) or
     'critic' (grad Q / T for t <= --clean-score-until, the --acting-estimate above; the network serves the backup;
@@ -146,8 +156,11 @@ class Args:
 
 
 def check_args(args: Args):
-    check_common_args(args, ["temperature", "temperature_anneal_steps", "num_mc_samples", "num_diffusion_steps", "sigma_min",
-                             "eval_best_of", "acting_mc_samples"], optional=["temperature_final", "mc_chunk_size"])
+    check_common_args(args, ["temperature_anneal_steps", "num_mc_samples", "num_diffusion_steps", "sigma_min", "eval_best_of",
+                             "acting_mc_samples", "temperature_scale", "backup_mc_samples"],
+                      optional=["temperature", "temperature_final", "mc_chunk_size"])
+    if args.temperature_final is not None and args.temperature is None:
+        fail("--temperature-final anneals from --temperature: give both")
     if not 0 <= args.clean_score_until <= 1:
         fail(f"--clean-score-until must be in [0, 1], got {args.clean_score_until}")
     if args.sigma_max <= args.sigma_min:
@@ -347,6 +360,8 @@ class SoftQNetwork(nn.Module):
 
 def temperature_at(update: int, args: Args) -> float:
     """Fixed T, or the log-linear anneal log T = log T_init + min(1, update / steps) (log T_final - log T_init)."""
+    if args.temperature is None:
+        raise ValueError("T follows the critic (--temperature unset): read it from the run's checkpoint or summary")
     if args.temperature_final is None:
         return args.temperature
     frac = min(1.0, max(0, update) / args.temperature_anneal_steps)
@@ -358,8 +373,8 @@ def temperature_at(update: int, args: Args) -> float:
 # in docs/results.md.
 # =============================================================================================
 # What --paper restores: the authors' code defaults for everything in Args that is ours.
-PAPER = dict(num_mc_samples=1000, num_diffusion_steps=500, acting_score="network", exact_bounds=False, score_target="grad",
-             score_ema=0.0, eval_best_of=1)
+PAPER = dict(temperature=0.05, num_mc_samples=1000, num_diffusion_steps=500, acting_score="network", exact_bounds=False,
+             score_target="grad", score_ema=0.0, eval_best_of=1, backup_score="network")
 
 
 def parse_args() -> Args:
@@ -464,6 +479,24 @@ def refit_score(q_of_actions, x_t, t, temperature, num_mc_samples: int, schedule
              + ((x_j - mean).pow(2) / (2 * var)).sum(-1))
     posterior_mean = (torch.softmax(log_w, dim=1).unsqueeze(-1) * x_j).sum(1)
     return (posterior_mean - x_t) / h
+
+
+# Without --temperature: T in the units of the critic. A fixed T is in reward units, and a critic whose values spread
+# 0.01 over the actions (a sparse task before its first reward) makes exp(Q/T) at T = 0.05 uniform, one that spreads 100
+# (HalfCheetah's returns) a point (docs/results.md). SAC tunes its alpha to a target entropy; here T tracks a target width.
+# For a quadratic critic Q = -|a - mu|^2 / 2c, exp(Q/T) is N(mu, cT) and its actions have dQ/da_d = -(a_d - mu_d) / c, so
+# E[(dQ/da_d)^2] = T / c and the rule's fixed point T = scale^2 / c gives the policy std `scale`; for a critic that rises
+# linearly towards a bound with slope q, T = scale q gives exp(q a / T) a decay length `scale` from the bound. Q -> 100 Q
+# gives T -> 100 T and the same policy.
+def temperature_from_critic(action_grads, scale: float):
+    """scale * RMS of the critic's action-gradients dQ/da_d (..., act_dim) over the policy's actions and action dimensions."""
+    return scale * action_grads.pow(2).mean().sqrt()
+
+
+@torch.no_grad()
+def track_temperature(temperature, target, rate: float = 0.01):
+    """log T <- log T + rate (log target - log T), in place on the device (rate = 1 sets T = target)."""
+    temperature.mul_((target / temperature).pow(rate))
 
 
 def best_of(act, q, obs, m: int):
@@ -810,7 +843,9 @@ if __name__ == "__main__":
             m.compile()
     modules = {"score_net": score_net, "qf1": qf1, "qf2": qf2, "qf1_target": qf1_target, "qf2_target": qf2_target,
                "q_optimizer": q_optimizer, "score_optimizer": score_optimizer} | ({"policy_net": policy_net} if args.score_ema > 0 else {})
-    temperature = torch.tensor(args.temperature, device=device)  # T, a device tensor updated in place when annealed
+    # T, a device tensor updated in place when annealed or tracked (then it travels with the checkpoint)
+    temperature = torch.tensor(args.temperature if args.temperature is not None else 1.0, device=device)
+    modules["temperature"] = temperature
     schedule = Schedule(args.sigma_min, args.sigma_max)
 
     def act(obs):
@@ -819,13 +854,15 @@ if __name__ == "__main__":
                            device=device)
         return torch.tanh(x)
 
-    def act_critic(obs):
+    def act_critic(obs, num_mc_samples=args.acting_mc_samples):
         """Not the paper's (--acting-score critic): the same sampler driven by the critic's own score estimate."""
-        score = critic_score(log_target_at(obs.unsqueeze(1)), temperature, args.acting_mc_samples, args.clean_score_until,
+        score = critic_score(log_target_at(obs.unsqueeze(1)), temperature, num_mc_samples, args.clean_score_until,
                              schedule, form=args.acting_estimate, chunk_size=args.mc_chunk_size)
         return torch.tanh(sample_actions(score, (obs.shape[0], act_dim), args.num_diffusion_steps, schedule, device=device))
 
-    acting = act_critic if args.acting_score == "critic" else act  # acting and evaluation; the backup always calls act
+    acting = act_critic if args.acting_score == "critic" else act  # acting and evaluation
+    act_backup = (lambda obs: act_critic(obs, args.backup_mc_samples)) if args.backup_score == "critic" else act
+    temperature_driver = {}  # what T follows, for the log
 
     def act_eval(obs):
         return best_of(acting, lambda o, a: torch.min(qf1(o, a), qf2(o, a)), obs, args.eval_best_of)
@@ -840,7 +877,12 @@ if __name__ == "__main__":
 
     def update_critic(b_obs, b_actions, b_next_obs, b_rewards, b_terminations):
         with torch.no_grad():
-            next_state_actions = act(b_next_obs)  # a' = tanh(x), x a fresh sample at s'
+            next_state_actions = act_backup(b_next_obs)  # a' = tanh(x), x a fresh sample at s'
+            if args.temperature is None:  # not the paper's: T follows the critic's action-gradients at the policy's a'
+                q1_at, q2_at = qf1.condition(b_next_obs.unsqueeze(1)), qf2.condition(b_next_obs.unsqueeze(1))
+                _, grads = values_and_action_grads(lambda a: torch.min(q1_at(a), q2_at(a)), next_state_actions.unsqueeze(1), 1)
+                temperature_driver["action_grad_rms"] = grads.pow(2).mean().sqrt()
+                track_temperature(temperature, temperature_from_critic(grads, args.temperature_scale), 1.0 if num_updates == 0 else 0.01)
             qf1_next_target = qf1_target(b_next_obs, next_state_actions)
             qf2_next_target = qf2_target(b_next_obs, next_state_actions)
             # no entropy term: the diffusion policy's density is intractable (as in the authors' code)
@@ -872,6 +914,10 @@ if __name__ == "__main__":
             soft_update(policy_net, score_net, 1 - args.score_ema)
         return {"score_loss": score_loss}
 
+    def final_stats():
+        """The summary's DQS-only fields: the temperature at the end, and what it followed."""
+        return {"temperature": float(temperature)} | {f"temperature_{k}": float(v) for k, v in temperature_driver.items()}
+
     # --- shared: resume ---
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
     start_step, num_updates, best_return = load_checkpoint(args.resume, ALGO, args, modules, device) if args.resume else (0, 0, -math.inf)
@@ -879,9 +925,11 @@ if __name__ == "__main__":
     # --- end shared: resume ---
     policy = acting  # acting on the env's states (the backup calls act itself)
     if args.cudagraphs:  # captured after --resume has loaded the optimizers' state; the critic-driven sampler
-        graphed = [update_critic, update_score] + ([act, act_eval] if args.acting_score == "network" else [])  # branches on t: eager
-        update_critic, update_score, *rest = (CudaGraphed(f) for f in graphed)
-        policy, act_eval = rest or (policy, act_eval)
+        if args.backup_score == "network":  # the critic-driven sampler branches on t on the host: eager
+            update_critic = CudaGraphed(update_critic)
+        update_score = CudaGraphed(update_score)
+        if args.acting_score == "network":
+            policy, act_eval = CudaGraphed(policy), CudaGraphed(act_eval)
     # --- shared: loop start ---
     ckpt_path = os.path.join(run_dir, f"{args.exp_name}.pt")
     video_path = os.path.join(run_dir, "videos", "eval-step{}") if args.capture_video else None
@@ -983,7 +1031,9 @@ if __name__ == "__main__":
                     for k, v in losses.items():
                         writer.add_scalar(f"losses/{k}", v, global_step)
                 # --- end shared: loop middle ---
-                    writer.add_scalar("charts/temperature", temperature_at(num_updates, args), global_step)
+                    writer.add_scalar("charts/temperature", float(temperature), global_step)
+                    for k, v in temperature_driver.items():
+                        writer.add_scalar(f"charts/temperature_{k}", float(v), global_step)
 
             # --- shared: loop end ---
             if global_step % 100 == 0:
@@ -1017,7 +1067,7 @@ if __name__ == "__main__":
                "eval_return_std": float(eval_returns.std()) if eval_returns is not None else None,
                "best_eval_return": best_return if best_return > -math.inf else None,
                "sps": (global_step - start_step) / wall_time, "update_sps": update_sps, "wall_time_s": wall_time,
-               "stopped": diverged or (f"interrupted at step {global_step}" if interrupted else None), "args": asdict(args)}
+               "stopped": diverged or (f"interrupted at step {global_step}" if interrupted else None), "args": asdict(args)} | final_stats()
     with open(os.path.join(run_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     print(f"{ALGO} {args.env_id} step {global_step}: eval return {summary['eval_return_mean']} +- {summary['eval_return_std']} ({run_dir})")

@@ -539,6 +539,10 @@ if __name__ == "__main__":
             losses["alpha_loss"] = alpha_loss
         return losses
 
+    def final_stats():
+        """The summary's SAC-only field: the entropy coefficient at the end."""
+        return {"alpha": float(log_alpha.exp())}
+
     # --- shared: resume ---
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
     start_step, num_updates, best_return = load_checkpoint(args.resume, ALGO, args, modules, device) if args.resume else (0, 0, -math.inf)
@@ -683,7 +687,7 @@ if __name__ == "__main__":
                "eval_return_std": float(eval_returns.std()) if eval_returns is not None else None,
                "best_eval_return": best_return if best_return > -math.inf else None,
                "sps": (global_step - start_step) / wall_time, "update_sps": update_sps, "wall_time_s": wall_time,
-               "stopped": diverged or (f"interrupted at step {global_step}" if interrupted else None), "args": asdict(args)}
+               "stopped": diverged or (f"interrupted at step {global_step}" if interrupted else None), "args": asdict(args)} | final_stats()
     with open(os.path.join(run_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     print(f"{ALGO} {args.env_id} step {global_step}: eval return {summary['eval_return_mean']} +- {summary['eval_return_std']} ({run_dir})")

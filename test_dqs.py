@@ -732,7 +732,8 @@ def test_the_papers_tasks_run_by_module_id_and_pointmaze_logs_its_success_rate(t
 
 def test_dqs_departures_run_exact_bounds_blend_annealing_score_ema_and_eval_best_of(tmp_path):
     out = run_script("dqs.py", *COMMON, *TINY["dqs.py"], "--total-timesteps", "200", "--exact-bounds", "--score-target", "blend",
-                     "--temperature-final", "0.01", "--temperature-anneal-steps", "50", "--score-ema", "0.9", "--eval-best-of", "3",
+                     "--temperature", "0.05", "--temperature-final", "0.01", "--temperature-anneal-steps", "50", "--score-ema", "0.9",
+                     "--eval-best-of", "3", "--backup-score", "critic",
                      "--save-model", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     run_dir, summary = read_run(tmp_path)
