@@ -286,11 +286,17 @@ CPU_CHUNK_ROWS = 2048
 
 
 def values_and_action_grads(q_of_actions, actions, chunk_size: int):
-    """Q and grad_a Q at actions (B, K, act_dim), chunk_size samples at a time. Results are written into
+    """Q and grad_a Q at actions (B, K, act_dim), chunk_size samples at a time: by q_of_actions.value_and_grad where it
+    has one (the critics' backward written out, twin_log_target), else by autograd. Results are written into
     buffers allocated up front: per-chunk lists fragmented the CPU heap (docs/speed.md)."""
     q, grad_q = actions.new_empty(actions.shape[:2]), torch.empty_like(actions)
+    by_hand = getattr(q_of_actions, "value_and_grad", None)
     for start in range(0, actions.shape[1], chunk_size):
         chunk = slice(start, start + chunk_size)
+        if by_hand is not None:
+            with torch.no_grad():
+                q[:, chunk], grad_q[:, chunk] = by_hand(actions[:, chunk])
+            continue
         a = actions[:, chunk].detach().requires_grad_(True)
         with torch.enable_grad():
             q_chunk = q_of_actions(a)
@@ -356,6 +362,23 @@ class SoftQNetwork(nn.Module):
         w_s, w_a = self.fc1.weight.split([self.obs_dim, self.fc1.in_features - self.obs_dim], dim=1)
         fixed = F.linear(obs, w_s, self.fc1.bias)
         return lambda actions: self.fc3(F.relu(self.fc2(F.relu(fixed + F.linear(actions, w_a))))).squeeze(-1)
+
+    def condition_with_grad(self, obs):
+        """As condition, a function of actions returning Q and dQ/da together, the backward pass written out by hand
+        (no autograd graph; the estimator's hot path, docs/speed.md):
+            u1 = W_s s + b1 + W_a a,  u2 = W2 relu(u1) + b2,  Q = w3 relu(u2) + b3
+            dQ/da = W_a^T (1[u1 > 0] * W2^T (1[u2 > 0] * w3))"""
+        w_s, w_a = self.fc1.weight.split([self.obs_dim, self.fc1.in_features - self.obs_dim], dim=1)
+        fixed = F.linear(obs, w_s, self.fc1.bias)
+
+        def value_and_grad(actions):
+            u1 = fixed + F.linear(actions, w_a)
+            u2 = self.fc2(F.relu(u1))
+            q = self.fc3(F.relu(u2)).squeeze(-1)
+            dq_du2 = (u2 > 0) * self.fc3.weight[0]
+            dq_du1 = (u1 > 0) * (dq_du2 @ self.fc2.weight)
+            return q, dq_du1 @ w_a
+        return value_and_grad
 
 
 def temperature_at(update: int, args: Args) -> float:
@@ -425,6 +448,31 @@ def log_target_times_T(q_of_actions, x, temperature, exact_bounds: bool = False)
     if not exact_bounds:
         return q_of_actions(x)
     return q_of_actions(torch.tanh(x)) + temperature * log_det_tanh_jacobian(x)
+
+
+def twin_log_target(qf1, qf2, obs, temperature, exact_bounds: bool = False):
+    """T log p(x) + const at states obs (B, 1, obs_dim) as a function of x (B, n, act_dim), the target that S_K, the
+    critic-driven sampler and the temperature rule differentiate: min(Q1, Q2) of the *online* critics (the targets lag
+    by design; the policy should follow the critic being learned now), as log_target_times_T. Its attribute
+    value_and_grad(x) gives the same values and their x-gradient from the critics' hand-written backward:
+        grad_x = dQmin/da                                  (the paper's: a = x)
+        grad_x = (1 - tanh(x)^2) dQmin/da - 2 T tanh(x)    (--exact-bounds: a = tanh(x), plus T log(1 - tanh(x)^2))"""
+    q1_at, q2_at = qf1.condition(obs), qf2.condition(obs)
+    q1_grad_at, q2_grad_at = qf1.condition_with_grad(obs), qf2.condition_with_grad(obs)
+
+    def log_target(x):
+        return log_target_times_T(lambda a: torch.min(q1_at(a), q2_at(a)), x, temperature, exact_bounds)
+
+    def value_and_grad(x):
+        a = torch.tanh(x) if exact_bounds else x
+        (q1, grad1), (q2, grad2) = q1_grad_at(a), q2_grad_at(a)
+        q, grad = torch.min(q1, q2), torch.where((q1 <= q2).unsqueeze(-1), grad1, grad2)
+        if exact_bounds:
+            q, grad = q + temperature * log_det_tanh_jacobian(x), (1 - a.pow(2)) * grad - 2 * temperature * a
+        return q, grad
+
+    log_target.value_and_grad = value_and_grad
+    return log_target
 
 
 def log_det_tanh_jacobian(x):
@@ -868,19 +916,15 @@ if __name__ == "__main__":
         return best_of(acting, lambda o, a: torch.min(qf1(o, a), qf2(o, a)), obs, args.eval_best_of)
 
     def log_target_at(obs):
-        """T log p(x) + const at these states (B, 1, obs_dim) as a function of x, what S_K differentiates: the min
-        of the *online* critics (the targets lag by design; the policy should follow the critic being learned now),
-        through their eager forward also under --compile (compiled, this input-gradient pass ran slower on the CPU,
-        docs/speed.md)."""
-        q1_at, q2_at = qf1.condition(obs), qf2.condition(obs)
-        return lambda x: log_target_times_T(lambda a: torch.min(q1_at(a), q2_at(a)), x, temperature, args.exact_bounds)
+        """T log p(x) + const at these states (B, 1, obs_dim), through the critics' eager forward also under --compile."""
+        return twin_log_target(qf1, qf2, obs, temperature, args.exact_bounds)
 
     def update_critic(b_obs, b_actions, b_next_obs, b_rewards, b_terminations):
         with torch.no_grad():
             next_state_actions = act_backup(b_next_obs)  # a' = tanh(x), x a fresh sample at s'
             if args.temperature is None:  # not the paper's: T follows the critic's action-gradients at the policy's a'
-                q1_at, q2_at = qf1.condition(b_next_obs.unsqueeze(1)), qf2.condition(b_next_obs.unsqueeze(1))
-                _, grads = values_and_action_grads(lambda a: torch.min(q1_at(a), q2_at(a)), next_state_actions.unsqueeze(1), 1)
+                _, grads = values_and_action_grads(twin_log_target(qf1, qf2, b_next_obs.unsqueeze(1), temperature),
+                                                   next_state_actions.unsqueeze(1), 1)
                 temperature_driver["action_grad_rms"] = grads.pow(2).mean().sqrt()
                 track_temperature(temperature, temperature_from_critic(grads, args.temperature_scale), 1.0 if num_updates == 0 else 0.01)
             qf1_next_target = qf1_target(b_next_obs, next_state_actions)

@@ -291,6 +291,64 @@ def test_critic_broadcasts_one_state_over_many_actions():
     torch.testing.assert_close(broadcast, fused)
 
 
+@pytest.mark.parametrize("exact_bounds", [False, True])
+def test_hand_written_critic_gradient_is_autograds(exact_bounds):
+    """The twin log target's value_and_grad (the critics' backward by hand, the default path) against autograd
+    through the same networks, in float64 to 1e-6."""
+    torch.manual_seed(0)
+    qf1, qf2 = dqs.SoftQNetwork(5, 3).double(), dqs.SoftQNetwork(5, 3).double()
+    obs, x, T = torch.randn(4, 1, 5, dtype=torch.float64), 1.5 * torch.randn(4, 9, 3, dtype=torch.float64), 0.3
+    log_target = dqs.twin_log_target(qf1, qf2, obs, T, exact_bounds)
+    q, grad = log_target.value_and_grad(x)
+    xg = x.clone().requires_grad_(True)
+    reference = dqs.log_target_times_T(lambda a: torch.min(qf1(obs, a), qf2(obs, a)), xg, T, exact_bounds)
+    (reference_grad,) = torch.autograd.grad(reference.sum(), xg)
+    torch.testing.assert_close(q, reference.detach(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(grad, reference_grad, rtol=0, atol=1e-6)
+    # and values_and_action_grads takes it, chunked or not, where it would otherwise use autograd
+    for chunk in (1, 4, 9):
+        q_chunked, grad_chunked = dqs.values_and_action_grads(log_target, x, chunk)
+        torch.testing.assert_close(grad_chunked, reference_grad, rtol=0, atol=1e-6)
+    plain = lambda a: log_target(a)  # no value_and_grad: the autograd path
+    torch.testing.assert_close(dqs.values_and_action_grads(plain, x, 4)[1], reference_grad, rtol=0, atol=1e-6)
+
+
+def test_temperature_rule_on_a_quadratic_critic_gives_a_policy_of_the_target_width():
+    """Q = -|a - mu|^2 / 2c: exp(Q/T) is N(mu, cT) and E[(dQ/da_d)^2] = T / c there, so T <- scale RMS(dQ/da) has the
+    fixed point T* = scale^2 / c, where the policy's std is `scale`, whatever c (the reward's scale). Tracked from
+    far off with exact Boltzmann draws each update: log T's deviation is then a stable AR(1) with variance
+    rate / (2 n d) (the RMS of n d squared Gaussians has relative std sqrt(1 / (2 n d))); tolerance Z of its std."""
+    torch.manual_seed(0)
+    n, d, scale, rate, mu = 4096, 3, 0.09, 0.1, torch.tensor([0.2, -0.5, 0.0])
+    for c in (0.05, 50.0):
+        T = torch.tensor(1e-4 / c)
+        for update in range(300):
+            a = mu + (c * T).sqrt() * torch.randn(n, d)  # the Boltzmann policy exp(Q/T) of the quadratic critic
+            dq_da = -(a - mu) / c
+            dqs.track_temperature(T, dqs.temperature_from_critic(dq_da, scale), 1.0 if update == 0 else rate)
+        assert abs(math.log(T.item() * c / scale**2)) < Z * math.sqrt(rate / (2 * n * d))
+
+
+def test_temperature_rule_is_scale_invariant():
+    """Q -> 100 Q gives T -> 100 T and the same policy: the critic-driven sampler with the rule tracked on its own
+    draws, from the same seed, draws the same actions for a critic and for 100 times it."""
+    def run(factor):
+        torch.manual_seed(0)
+        qf = dqs.SoftQNetwork(2, 2)
+        obs, T, draws = torch.randn(64, 1, 2), torch.tensor(factor * 0.01), []  # a start in the units of Q too
+        for update in range(5):
+            q = lambda a: factor * qf.condition(obs)(a)
+            a = torch.tanh(dqs.sample_actions(dqs.critic_score(lambda x: dqs.log_target_times_T(q, x, T, True), T, 8, 0.6,
+                                                               form="refit"), (64, 2), 10))
+            _, grads = dqs.values_and_action_grads(q, a.unsqueeze(1), 1)
+            dqs.track_temperature(T, dqs.temperature_from_critic(grads, 0.09), 1.0 if update == 0 else 0.5)
+            draws.append(a)
+        return T, torch.stack(draws)
+    (t1, a1), (t100, a100) = run(1.0), run(100.0)
+    assert math.isclose(t100.item(), 100 * t1.item(), rel_tol=1e-5)
+    torch.testing.assert_close(a100, a1, rtol=0, atol=1e-4)
+
+
 def test_temperature_anneal_is_log_linear():
     args = dqs.Args(temperature=1.0, temperature_final=0.01, temperature_anneal_steps=100)
     assert math.isclose(dqs.temperature_at(0, args), 1.0)
