@@ -141,6 +141,8 @@ class Args:
     """not the paper's (0): the network samples with an exponential moving average of its weights, this decay per update (steadier, 5 seeds)"""
     eval_best_of: int = 1
     """if > 1 (not the paper's), evaluation acts with the one of this many policy samples that min(Q1, Q2) values most"""
+    eval_beside_best_of: int = 0
+    """if > 1, every evaluation also runs the best of this many draws by min(Q1, Q2) (eval/best_of_M_return), beside the headline"""
 
     # Speed: the same algorithm, faster (off by default)
     # --- shared: speed flags ---
@@ -915,6 +917,10 @@ if __name__ == "__main__":
     def act_eval(obs):
         return best_of(acting, lambda o, a: torch.min(qf1(o, a), qf2(o, a)), obs, args.eval_best_of)
 
+    # the evaluation beside the one-draw headline (--eval-beside-best-of): the greedier best of M draws by the critic
+    m = args.eval_beside_best_of
+    eval_beside = {f"best_of_{m}": lambda obs: best_of(acting, lambda o, a: torch.min(qf1(o, a), qf2(o, a)), obs, m)} if m > 1 else {}
+
     def log_target_at(obs):
         """T log p(x) + const at these states (B, 1, obs_dim), through the critics' eager forward also under --compile."""
         return twin_log_target(qf1, qf2, obs, temperature, args.exact_bounds)
@@ -979,6 +985,7 @@ if __name__ == "__main__":
     video_path = os.path.join(run_dir, "videos", "eval-step{}") if args.capture_video else None
     start_time = time.time()
     last_return, eval_returns, last_eval_step, interrupted, diverged = float("nan"), None, -1, False, None
+    beside_returns = {}
     first_update_step, first_update_time = None, None  # for the SPS of the training phase alone
     stop = {"held": False, "pending": False}
 
@@ -1002,6 +1009,9 @@ if __name__ == "__main__":
         eval_returns = evaluate(act_eval, args.env_id, args.eval_episodes, args.seed + 10_000, device, video_path and video_path.format(step),
                                 successes)
         writer.add_scalar("eval/episodic_return", eval_returns.mean(), step)
+        for name, act_fn in eval_beside.items():  # the script's other evaluation, on the same starts
+            beside_returns[name] = evaluate(act_fn, args.env_id, args.eval_episodes, args.seed + 10_000, device)
+            writer.add_scalar(f"eval/{name}_return", beside_returns[name].mean(), step)
         if successes:
             writer.add_scalar("eval/success_rate", np.mean(successes), step)
         stop["held"] = True  # the files are written together: Ctrl-C or SIGTERM waits until they are, then stops the run
@@ -1110,6 +1120,7 @@ if __name__ == "__main__":
                "eval_return_mean": float(eval_returns.mean()) if eval_returns is not None else None,
                "eval_return_std": float(eval_returns.std()) if eval_returns is not None else None,
                "best_eval_return": best_return if best_return > -math.inf else None,
+               "eval_beside_return_mean": {name: float(r.mean()) for name, r in beside_returns.items()},
                "sps": (global_step - start_step) / wall_time, "update_sps": update_sps, "wall_time_s": wall_time,
                "stopped": diverged or (f"interrupted at step {global_step}" if interrupted else None), "args": asdict(args)} | final_stats()
     with open(os.path.join(run_dir, "summary.json"), "w") as f:

@@ -500,6 +500,9 @@ if __name__ == "__main__":
     def act_eval(obs):
         return actor.get_action(obs)[2]
 
+    # the evaluation beside the headline: the headline acts with tanh(mean), this with one stochastic draw
+    eval_beside = {"one_draw": act}
+
     def update_critic(b_obs, b_actions, b_next_obs, b_rewards, b_terminations):
         with torch.no_grad():
             next_state_actions, next_state_log_pi, _ = actor.get_action(b_next_obs)
@@ -556,6 +559,7 @@ if __name__ == "__main__":
     video_path = os.path.join(run_dir, "videos", "eval-step{}") if args.capture_video else None
     start_time = time.time()
     last_return, eval_returns, last_eval_step, interrupted, diverged = float("nan"), None, -1, False, None
+    beside_returns = {}
     first_update_step, first_update_time = None, None  # for the SPS of the training phase alone
     stop = {"held": False, "pending": False}
 
@@ -579,6 +583,9 @@ if __name__ == "__main__":
         eval_returns = evaluate(act_eval, args.env_id, args.eval_episodes, args.seed + 10_000, device, video_path and video_path.format(step),
                                 successes)
         writer.add_scalar("eval/episodic_return", eval_returns.mean(), step)
+        for name, act_fn in eval_beside.items():  # the script's other evaluation, on the same starts
+            beside_returns[name] = evaluate(act_fn, args.env_id, args.eval_episodes, args.seed + 10_000, device)
+            writer.add_scalar(f"eval/{name}_return", beside_returns[name].mean(), step)
         if successes:
             writer.add_scalar("eval/success_rate", np.mean(successes), step)
         stop["held"] = True  # the files are written together: Ctrl-C or SIGTERM waits until they are, then stops the run
@@ -686,6 +693,7 @@ if __name__ == "__main__":
                "eval_return_mean": float(eval_returns.mean()) if eval_returns is not None else None,
                "eval_return_std": float(eval_returns.std()) if eval_returns is not None else None,
                "best_eval_return": best_return if best_return > -math.inf else None,
+               "eval_beside_return_mean": {name: float(r.mean()) for name, r in beside_returns.items()},
                "sps": (global_step - start_step) / wall_time, "update_sps": update_sps, "wall_time_s": wall_time,
                "stopped": diverged or (f"interrupted at step {global_step}" if interrupted else None), "args": asdict(args)} | final_stats()
     with open(os.path.join(run_dir, "summary.json"), "w") as f:

@@ -87,6 +87,8 @@ class Args:
     """launch nothing; aggregate the run folders found under --runs-root"""
     runs_root: str | None = None
     """folder tree to search for run folders (TensorBoard events) when aggregating (default: --out)"""
+    eval_tag: str = EVAL_TAG
+    """the TensorBoard tag aggregated, e.g. eval/one_draw_return (SAC's one draw beside its tanh(mean) headline)"""
     solve_threshold: float | None = None
     """if set, also report per config how many seeds reached this eval return, and the median step they first did"""
 
@@ -289,7 +291,7 @@ def run_grid(runs: list[Run], args: Args) -> list[Run]:
 
 # ---------------------------------------------------------------------------------------------
 # Aggregation: any tree of run folders, found by their TensorBoard events
-def find_runs(root: str) -> list[dict]:
+def find_runs(root: str, eval_tag: str = EVAL_TAG) -> list[dict]:
     runs = {}
     for dirpath, _, files in os.walk(root):
         if not any(f.startswith("events.out.tfevents") for f in files):
@@ -304,7 +306,7 @@ def find_runs(root: str) -> list[dict]:
                 continue
             env_id, exp_name, seed = parts[0], "__".join(parts[1:-2]), int(parts[-2])
         acc = EventAccumulator(dirpath, size_guidance={"scalars": 0}).Reload()
-        points = acc.Scalars(EVAL_TAG) if EVAL_TAG in acc.Tags()["scalars"] else []
+        points = acc.Scalars(eval_tag) if eval_tag in acc.Tags()["scalars"] else []
         steps = np.array([p.step for p in points], dtype=np.int64)
         values = np.array([p.value for p in points], dtype=np.float64)
         success = acc.Scalars(SUCCESS_TAG) if SUCCESS_TAG in acc.Tags()["scalars"] else []
@@ -471,7 +473,7 @@ def aggregate(args: Args, root: str, runs: list[dict]) -> dict:
         for n, a in configs.items():
             print(f"  {n}: final eval {fmt(a['final_mean'])} [{fmt(a['final_ci_low'])}, {fmt(a['final_ci_high'])}] "
                   f"over {a['final_n']} seeds ({a['seeds_finished']}/{a['seeds_run']} finished)")
-    result = {"commands": commands, "runs_root": os.path.abspath(root), "solve_threshold": args.solve_threshold,
+    result = {"commands": commands, "runs_root": root, "solve_threshold": args.solve_threshold,
               "bootstrap_resamples": BOOTSTRAP_RESAMPLES, "tasks": tasks, "runs": runs}
     with open(os.path.join(args.out, "aggregate.json"), "w") as f:
         json.dump(result, f, indent=1)
@@ -488,7 +490,7 @@ if __name__ == "__main__":
             f.write(shlex.join(["python", *sys.argv]) + "\n")
         failed = run_grid(runs, args)
     root = args.runs_root or args.out
-    found = find_runs(root)
+    found = find_runs(root, args.eval_tag)
     if found:
         aggregate(args, root, found)
     elif args.aggregate_only or not failed:
