@@ -471,7 +471,7 @@ def aggregate(args: Args, root: str, runs: list[dict]) -> dict:
         for n, a in configs.items():
             print(f"  {n}: final eval {fmt(a['final_mean'])} [{fmt(a['final_ci_low'])}, {fmt(a['final_ci_high'])}] "
                   f"over {a['final_n']} seeds ({a['seeds_finished']}/{a['seeds_run']} finished)")
-    result = {"commands": commands, "runs_root": os.path.abspath(root), "solve_threshold": args.solve_threshold,
+    result = {"commands": commands, "runs_root": root, "solve_threshold": args.solve_threshold,
               "bootstrap_resamples": BOOTSTRAP_RESAMPLES, "tasks": tasks, "runs": runs}
     with open(os.path.join(args.out, "aggregate.json"), "w") as f:
         json.dump(result, f, indent=1)
