@@ -1,6 +1,6 @@
 """Which modes do the trained policies reach on the GMM navigation task? The paper's multimodality claim, measured.
 
-    python benchmark/gmm_modes.py /work/study/gmm --episodes 100 --out docs/data/gmm --picture docs/img/gmm_modes.png
+    python benchmark/gmm_modes.py runs/study/gmm --episodes 100 --out docs/data/gmm --picture docs/img/gmm_modes.png
 
 Every final checkpoint (`{exp_name}.pt`, written with --save-model) under the run trees is loaded, its policy
 rebuilt as the run acted (DQS: its --acting-score sampler, one draw per state; SAC: one draw of its Gaussian

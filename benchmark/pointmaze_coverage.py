@@ -1,6 +1,6 @@
 """How much of a PointMaze did each run visit while training? The paper's exploration claim, measured.
 
-    python benchmark/pointmaze_coverage.py /work/study/pointmaze --every 5000 --out docs/data/pointmaze
+    python benchmark/pointmaze_coverage.py runs/study/pointmaze --every 5000 --out docs/data/pointmaze
 
 Reads every replay buffer (`{exp_name}_buffer.pt`, written beside the checkpoint with --save-model) under the
 run trees whose env is a Gymnasium-Robotics PointMaze. The buffer holds the run's transitions in the order they

@@ -1,6 +1,6 @@
 """Is a trained critic flat against its temperature? Where rewards are sparse, exp(Q/T) can be close to uniform.
 
-    python docs/scripts/critic_flatness.py /work/study/maze /work/study/finger --states 200 --actions 1024
+    python docs/scripts/critic_flatness.py runs/study/maze runs/study/finger --states 200 --actions 1024
 
 For every dqs checkpoint (`*.pt` written with --save-model) under the run trees that has its replay buffer
 beside it, --states states are drawn from the buffer and the twin critics' min(Q1, Q2) is evaluated at

@@ -1,7 +1,7 @@
 """One draw per state: DQS at its defaults (K = 16, N = 20) against SAC on one task, eval return against env
 steps, one line per seed.
 
-    python docs/scripts/plot_curves.py --collect /work/study/ip_critic/InvertedPendulum-v4/dqs/seed1/runs docs/data/ip_one_draw/seed1.json
+    python docs/scripts/plot_curves.py --collect runs/study/ip_critic/InvertedPendulum-v4/dqs/seed1/runs docs/data/ip_one_draw/seed1.json
     python docs/scripts/plot_one_draw.py docs/img/ip_one_draw.png docs/data/ip_one_draw/seed*.json \
         --sac docs/data/ip_blend_temperature/aggregate.json --task InvertedPendulum-v4
 
