@@ -122,23 +122,21 @@ class Args:
     """K of the critic-driven sampler's estimate when it draws the backup's a' (--backup-score critic)"""
     acting_score: Literal["network", "critic"] = "critic"
     """not the paper's: the score that drives the sampler that acts and evaluates: 'network' (s_theta, the paper's) or
-    'critic' (grad Q / T for t <= --clean-score-until, the --acting-estimate above; the network serves the backup;
-    offline its samples spread 1.04x the exact policy's (refit, K = 64, N = 50), a network trained on the exact score 2.9x, docs/results.md)"""
+    'critic' (grad Q / T for t <= --clean-score-until, the --acting-estimate above; docs/results.md#the-acting-policy-against-the-exact-one-offline)"""
     acting_mc_samples: int = 64
-    """K of the critic-driven acting sampler's estimate (not the paper's; 64: offline spread 1.20x the exact policy's at N = 20, K = 16: 1.47x)"""
+    """K of the critic-driven acting sampler's estimate (not the paper's)"""
     clean_score_until: float = 0.6
     """the critic-driven sampler uses one critic gradient, the clean score, for t up to this (not the paper's)"""
     acting_estimate: Literal["grad", "blend", "cv", "refit"] = "refit"
     """the critic-driven sampler's estimate above --clean-score-until (not the paper's): 'refit', importance sampling with a
-    proposal refitted to its first half's weights (offline on InvertedDoublePendulum's sharp policy: spread 1.38x the exact
-    policy's, the blend's 3.95x), or a --score-target form"""
+    proposal refitted to its first half's weights, or a --score-target form"""
     exact_bounds: bool = True
-    """not the paper's: Q at tanh(x) plus the tanh log-Jacobian, so that tanh(x) is exactly Boltzmann on the box (toy bandit, blend: TV 0.068, 0.126 without)"""
+    """not the paper's: Q at tanh(x) plus the tanh log-Jacobian, so that tanh(x) is exactly Boltzmann on the box"""
     score_target: Literal["grad", "blend", "cv"] = "blend"
-    """'grad': the paper's S_K; 'blend' (not the paper's): mixed with the same samples' noise form (K = 16, large t: error 0.2x the score, S_K's 117x);
+    """'grad': the paper's S_K; 'blend' (not the paper's): mixed with the same samples' noise form where the weights concentrate;
     'cv' (not the paper's): Reverse Flow Matching's control variate of the same two forms"""
     score_ema: float = 0.995
-    """not the paper's (0): the network samples with an exponential moving average of its weights, this decay per update (steadier, 5 seeds)"""
+    """not the paper's (0): the network samples with an exponential moving average of its weights, this decay per update"""
     eval_best_of: int = 1
     """if > 1 (not the paper's), evaluation acts with the one of this many policy samples that min(Q1, Q2) values most"""
     eval_beside_best_of: int = 0
@@ -501,6 +499,17 @@ def critic_score(q_of_actions, temperature, num_mc_samples: int, clean_until: fl
         return mc_score_target(q_of_actions, x, t.expand(x.shape[0]), temperature, num_mc_samples, schedule, form=form,
                                chunk_size=chunk_size)
     return score
+
+
+def critic_policy(qf1, qf2, obs, temperature, args, schedule: Schedule = Schedule(), num_mc_samples: int | None = None):
+    """--acting-score critic, the policy that acts: a = tanh(x) at states obs (B, obs_dim), x drawn by sample_actions driven by
+    critic_score of the twin critics' log target, with the run's --acting-mc-samples (or num_mc_samples), --clean-score-until,
+    --acting-estimate, --exact-bounds, --num-diffusion-steps and --mc-chunk-size (args: a dqs.py Args or its saved dict)."""
+    log_target = twin_log_target(qf1, qf2, obs.unsqueeze(1), temperature, args.exact_bounds)
+    score = critic_score(log_target, temperature, num_mc_samples or args.acting_mc_samples, args.clean_score_until, schedule,
+                         form=args.acting_estimate, chunk_size=args.mc_chunk_size)
+    act_dim = qf1.fc1.in_features - qf1.obs_dim
+    return torch.tanh(sample_actions(score, (obs.shape[0], act_dim), args.num_diffusion_steps, schedule, device=obs.device))
 
 
 # --acting-estimate refit: where the policy is far narrower than the noise (a sharp critic, large t), the K perturbed
@@ -904,11 +913,9 @@ if __name__ == "__main__":
                            device=device)
         return torch.tanh(x)
 
-    def act_critic(obs, num_mc_samples=args.acting_mc_samples):
+    def act_critic(obs, num_mc_samples=None):
         """Not the paper's (--acting-score critic): the same sampler driven by the critic's own score estimate."""
-        score = critic_score(log_target_at(obs.unsqueeze(1)), temperature, num_mc_samples, args.clean_score_until,
-                             schedule, form=args.acting_estimate, chunk_size=args.mc_chunk_size)
-        return torch.tanh(sample_actions(score, (obs.shape[0], act_dim), args.num_diffusion_steps, schedule, device=device))
+        return critic_policy(qf1, qf2, obs, temperature, args, schedule, num_mc_samples)
 
     acting = act_critic if args.acting_score == "critic" else act  # acting and evaluation
     act_backup = (lambda obs: act_critic(obs, args.backup_mc_samples)) if args.backup_score == "critic" else act

@@ -34,7 +34,7 @@ import tyro
 from tqdm import tqdm
 
 from dqs import (Schedule, ScoreNetwork, SoftQNetwork, critic_score, fail, log_target_times_T, mc_score_target, sample_actions,
-                 score_matching_loss)
+                 score_matching_loss, twin_log_target)
 from sac_baseline import Actor
 
 
@@ -250,9 +250,9 @@ def train_dqs(args: Args, reward_fn, progress: bool = True):
     schedule = Schedule(args.sigma_min, args.sigma_max)
 
     def log_target_at(o):  # as in dqs.py: T log p(x) up to a constant, at the states o (B, 1, 1)
-        q1_at, q2_at = qf1.condition(o), qf2.condition(o)
-        q_min = (lambda a: reward_fn(a).to(a.dtype)) if args.true_reward else (lambda a: torch.min(q1_at(a), q2_at(a)))
-        return lambda x: log_target_times_T(q_min, x, T, args.exact_bounds)
+        if args.true_reward:
+            return lambda x: log_target_times_T(lambda a: reward_fn(a).to(a.dtype), x, T, args.exact_bounds)
+        return twin_log_target(qf1, qf2, o, T, args.exact_bounds)
 
     def act(n: int, num_diffusion_steps: int):
         if args.acting_score == "critic":  # as dqs.py acts by default: the critic's own estimate drives the sampler

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-from dqs import Schedule, SoftQNetwork, critic_score, gym_make, log_target_times_T, sample_actions  # noqa: E402
+from dqs import Schedule, SoftQNetwork, critic_policy, gym_make  # noqa: E402
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -36,11 +36,9 @@ if __name__ == "__main__":
     schedule, temperature = Schedule(), torch.tensor(0.05)
     obs = torch.randn(1, obs_dim)
 
-    def act(form):
-        q1_at, q2_at = qf1.condition(obs.unsqueeze(1)), qf2.condition(obs.unsqueeze(1))
-        log_target = lambda x: log_target_times_T(lambda a: torch.min(q1_at(a), q2_at(a)), x, temperature, True)
-        score = critic_score(log_target, temperature, args.acting_mc_samples, args.clean_score_until, schedule, form=form)
-        return torch.tanh(sample_actions(score, (1, act_dim), args.num_diffusion_steps, schedule))
+    def act(form):  # dqs.py's acting policy with this estimate
+        return critic_policy(qf1, qf2, obs, temperature, argparse.Namespace(**vars(args), acting_estimate=form, exact_bounds=True,
+                                                                            mc_chunk_size=None), schedule)
 
     forms = args.estimates.split(",")
     times = {f: [] for f in forms}

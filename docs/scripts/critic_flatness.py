@@ -25,7 +25,7 @@ from dqs import SoftQNetwork, temperature_at  # noqa: E402
 def flatness(state: dict, obs: torch.Tensor, act_dim: int, num_actions: int, generator: torch.Generator) -> dict:
     """Spread of min(Q1, Q2) over uniform actions at each state, and the share of the box exp(Q/T) covers."""
     args = types.SimpleNamespace(**state["args"])
-    temperature = temperature_at(state["num_updates"], args)
+    temperature = float(state["temperature"]) if "temperature" in state else temperature_at(state["num_updates"], args)
     obs_dim = obs.shape[1]
     qf1, qf2 = SoftQNetwork(obs_dim, act_dim), SoftQNetwork(obs_dim, act_dim)
     qf1.load_state_dict(state["qf1"])

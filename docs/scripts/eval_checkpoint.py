@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-from dqs import (Schedule, ScoreNetwork, SoftQNetwork, best_of, critic_score, evaluate, gym_make, log_target_times_T,  # noqa: E402
-                 sample_actions, temperature_at)
+from dqs import (Schedule, ScoreNetwork, SoftQNetwork, best_of, critic_policy, evaluate, gym_make, sample_actions,  # noqa: E402
+                 temperature_at)
 
 
 def load_policy(state, m: int = 1, overrides: dict | None = None):
@@ -37,21 +37,16 @@ def load_policy(state, m: int = 1, overrides: dict | None = None):
     env.close()
     net = ScoreNetwork(obs_dim, act_dim)
     net.load_state_dict(state["policy_net"] if "policy_net" in state else state["score_net"])
-    temperature = torch.tensor(temperature_at(state["num_updates"], args))
+    temperature = state["temperature"] if "temperature" in state else torch.tensor(temperature_at(state["num_updates"], args))
     schedule = Schedule(args.sigma_min, args.sigma_max)
     qf1, qf2 = SoftQNetwork(obs_dim, act_dim), SoftQNetwork(obs_dim, act_dim)
     qf1.load_state_dict(state["qf1"])
     qf2.load_state_dict(state["qf2"])
 
     def sample(obs):
-        if getattr(args, "acting_score", "network") == "critic":  # as dqs.py's act_critic
-            q1_at, q2_at = qf1.condition(obs.unsqueeze(1)), qf2.condition(obs.unsqueeze(1))
-            log_target = lambda x: log_target_times_T(lambda a: torch.min(q1_at(a), q2_at(a)), x, temperature, args.exact_bounds)
-            score = critic_score(log_target, temperature, args.acting_mc_samples, args.clean_score_until, schedule,
-                                 form=getattr(args, "acting_estimate", args.score_target), chunk_size=args.mc_chunk_size)
-        else:
-            score = net.condition(obs, temperature)
-        return torch.tanh(sample_actions(score, (obs.shape[0], act_dim), args.num_diffusion_steps, schedule))
+        if getattr(args, "acting_score", "network") == "critic":  # as dqs.py acts
+            return critic_policy(qf1, qf2, obs, temperature, args, schedule)
+        return torch.tanh(sample_actions(net.condition(obs, temperature), (obs.shape[0], act_dim), args.num_diffusion_steps, schedule))
 
     def act(obs):  # as dqs.py evaluates with --eval-best-of
         return best_of(sample, lambda o, a: torch.min(qf1(o, a), qf2(o, a)), obs, m)
