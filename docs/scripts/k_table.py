@@ -48,9 +48,9 @@ QUARTERS = ((0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0))
 SCHEDULE = dqs.Schedule()
 
 
-def parse_args():
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("checkpoints", nargs="+", help="--save-model checkpoints (runs/<run>/<exp>.pt, its _buffer.pt beside it)")
+    p.add_argument("checkpoints", nargs="*", help="--save-model checkpoints (runs/<run>/<exp>.pt, its _buffer.pt beside it)")
     p.add_argument("--states", type=int, default=64, help="buffer rows (state, action) per checkpoint; one point per quarter each")
     p.add_argument("--ks", default="16,32,64,128,256", help="K values of the blend and cv rows")
     p.add_argument("--sk-k", type=int, default=1000, help="K of the paper's S_K row")
@@ -71,7 +71,8 @@ def parse_args():
     p.add_argument("--ref-group", type=int, default=8, help="points per batch of the K = --ref-k reference")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", default=os.path.join("docs", "data", "k_table"), help="output path without extension")
-    return p.parse_args()
+    p.add_argument("--render", action="store_true", help="only rewrite --out.md from --out.json (its command and numbers)")
+    return p.parse_args(argv)
 
 
 def load(path):
@@ -281,6 +282,16 @@ def run_checkpoint(path, args):
     return info
 
 
+def per_quarter_picks(table):
+    """Per form, the smallest K whose RMS is at most S_K's in each quarter on its own (None: no K of the rows)."""
+    sk = table[0]["quarters"]
+    out = {}
+    for form in ("blend", "cv"):
+        by_k = {r["k"]: r["quarters"] for r in table if r["form"] == form}
+        out[form] = [smallest_k(sorted(by_k), lambda k: by_k[k][q]["rms"] <= sk[q]["rms"]) for q in range(len(QUARTERS))]
+    return out
+
+
 def fmt(c):
     return f"{c['rms']:.3g} ({c['rel']:.2g})"
 
@@ -330,6 +341,9 @@ def markdown(results, command, args):
             lines.append(f"| {row['form']}, K = {row['k']} | " + " | ".join(f"{c['rms']:.3g} +- {c['se']:.2g} ({c['rel']:.2g})"
                                                                            for c in row["bins"])
                          + " | " + " | ".join(f"{c['rms']:.3g}" for c in row["drift_bins"]) + " |" + extra)
+        lines += ["", "Per quarter on its own, the smallest K at which each form is at least as accurate as S_K at K = "
+                  f"{args.sk_k}: " + "; ".join(f"{form} " + ", ".join(str(k) for k in v)
+                                               for form, v in per_quarter_picks(r["table"]).items()) + "."]
         lines += ["", "Picks: " + ", ".join(f"{k} = {v}" for k, v in r["picks"].items()) +
                   " (None: no K in the rows qualifies). Target: the smallest K whose RMS is at most S_K's at K = "
                   f"{args.sk_k} in every quarter; acting: the smallest K within twice the combined standard error of K = "
@@ -342,13 +356,23 @@ def main():
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     command = " ".join(["OMP_NUM_THREADS=" + os.environ.get("OMP_NUM_THREADS", "1"), "python",
                         os.path.relpath(sys.argv[0]), shlex.join(sys.argv[1:])])
-    results = [run_checkpoint(path, args) for path in args.checkpoints]
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    if args.render:  # the numbers and the command that made them, with the options of that command
+        with open(args.out + ".json") as f:
+            saved = json.load(f)
+        command, results = saved["command"], saved["results"]
+        out = args.out
+        args = parse_args(shlex.split(command)[3:])  # after OMP_NUM_THREADS=n python <script>
+        args.out, args.render = out, True
+    else:
+        if not args.checkpoints:
+            sys.exit("error: give at least one checkpoint (or --render)")
+        results = [run_checkpoint(path, args) for path in args.checkpoints]
+        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+        with open(args.out + ".json", "w") as f:
+            json.dump({"command": command, "results": results}, f, indent=1)
     with open(args.out + ".md", "w") as f:
         f.write(markdown(results, command, args))
-    with open(args.out + ".json", "w") as f:
-        json.dump({"command": command, "results": results}, f, indent=1)
-    print(f"wrote {args.out}.md and {args.out}.json")
+    print(f"wrote {args.out}.md" + ("" if args.render else f" and {args.out}.json"))
 
 
 if __name__ == "__main__":
