@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 import torch
 
+import dqs
+
 from test_dqs import COMMON, HERE, TINY, Z, assert_clean_error, read_run, run_script
 
 # ---------------------------------------------------------------------------------------------
@@ -259,6 +261,45 @@ def test_learning_bad_input(flags, words, tmp_path):
     out = run_learning(*flags, "--out", str(tmp_path / "grid"), cwd=tmp_path)
     assert_clean_error(out, *words)
     assert not (tmp_path / "grid").exists()  # nothing launched, nothing written
+
+# docs/scripts/k_table.py, the table that chooses K
+def fake_checkpoint(path, obs_dim, act_dim, rows, seed):
+    """A --save-model checkpoint of untrained critics and a random buffer, as docs/scripts read them."""
+    torch.manual_seed(seed)
+    state = {"algo": "sac", "env_id": f"random-{act_dim}d", "step": 0}
+    state.update({name: dqs.SoftQNetwork(obs_dim, act_dim).state_dict() for name in ("qf1", "qf2")})
+    torch.save(state, path)
+    buffer = {"ptr": rows, "size": rows, "obs": torch.randn(rows, obs_dim), "actions": 2 * torch.rand(rows, act_dim) - 1}
+    torch.save({"step": 0, "buffer": buffer}, str(path).removesuffix(".pt") + "_buffer.pt")
+    return str(path)
+
+
+def test_k_table_reference_and_rows(tmp_path):
+    # docs/scripts/k_table.py on untrained critics at tiny sizes: with a 1-D action its quadrature reference must agree
+    # with the independent blend at K = 4000 within that blend's own noise (a wrong kernel, Jacobian or sign fails by
+    # orders of magnitude), and 16 times the samples must cut the blend's error
+    one = fake_checkpoint(tmp_path / "one.pt", 4, 1, 64, 0)
+    two = fake_checkpoint(tmp_path / "two.pt", 5, 2, 64, 1)
+    out = run_script(os.path.join("docs", "scripts", "k_table.py"), one, two, "--states", "4", "--ks", "4,64", "--sk-k", "256",
+                     "--ref-k", "4000", "--repeats", "2", "--acting-ks", "4,16", "--acting-base", "16", "--policy-states", "2",
+                     "--policy-samples", "32", "--num-diffusion-steps", "10", "--check-states", "4", "--grid-points", "2001",
+                     "--out", str(tmp_path / "k"), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    with open(tmp_path / "k.json") as f:
+        one_d, two_d = json.load(f)["results"]
+    assert max(one_d["quadrature_forms_rel_diff"]) < 1e-2, one_d  # the two quadrature forms: O(du) apart
+    for q in one_d["check"]["quarters"]:
+        assert q["quad_vs_blend_rms"] <= Z * q["blend_floor_rms"] + 1e-4 * q["ref_rms"], one_d["check"]
+    for r in (one_d, two_d):
+        blend = {row["k"]: row["quarters"][2]["rms"] for row in r["table"] if row["form"] == "blend"}  # t in [0.5, 0.75)
+        assert blend[64] < blend[4], r["table"]
+        assert all(0.0 < c["ratio"] < 10.0 for c in [row["std_ratio"] for row in r["acting"] if "std_ratio" in row]), r["acting"]
+    # the multi-D reference is far less noisy than the rows it judges
+    blend4 = [row for row in two_d["table"] if row["form"] == "blend" and row["k"] == 4][0]["quarters"]
+    assert all(f["rms"] < c["rms"] for f, c in zip(two_d["floor"], blend4)), (two_d["floor"], blend4)
+    text = open(tmp_path / "k.md").read()
+    assert text.startswith("<!-- OMP_NUM_THREADS=") and "S_K (grad, the paper's), K = 256" in text and "Picks:" in text
+
 
 # ---------------------------------------------------------------------------------------------
 # The docs' commands: output folders relative to the checkout
