@@ -35,6 +35,13 @@ STARTS = ((0.0, 0.0), (-20.0, 25.0), (10.0, -15.0), (30.0, 0.0))  # between seve
 DRAWN = 30  # episodes drawn per start
 
 
+def temperature_label(args: dict) -> str:
+    """A fixed T by its value; T that follows the critic by its scale (dqs.py's --temperature-scale)."""
+    if args.get("temperature") is None:
+        return f"T = {args['temperature_scale']:g} x RMS dQ/da"
+    return f"T = {args['temperature']:g}"
+
+
 def dqs_policy(state: dict):
     """The acting policy of a dqs checkpoint, obs (B, 2) -> actions (B, 2) in [-1, 1], as dqs.py acted at its end."""
     return load_policy(state)[0]
@@ -87,7 +94,7 @@ def main():
         state = torch.load(path, map_location="cpu", weights_only=True)
         if not str(state.get("env_id", "")).endswith("GMMNavigation-v0"):
             continue
-        policies = {f"DQS, T = {state['args']['temperature']:g}": dqs_policy(state)} if state["algo"] == "dqs" else \
+        policies = {f"DQS, {temperature_label(state['args'])}": dqs_policy(state)} if state["algo"] == "dqs" else \
             {f"SAC, {k}": v for k, v in sac_policies(state).items()}
         for name, act in policies.items():
             torch.manual_seed(opts.seed)
