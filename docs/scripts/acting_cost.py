@@ -5,7 +5,11 @@
 Critics of the task's shapes (fresh weights: the time does not depend on them) at one state, the sampler as
 dqs.py's act_critic builds it (exact bounds, switch at --clean-score-until, K = --acting-mc-samples, N steps).
 The estimators run in turn, one action each per round, so that a slow phase of the machine falls on all of
-them; prints the median milliseconds per action of each and its ratio to the first.
+them; prints the median milliseconds per action of each and its ratio to the first. An estimate written
+`refit:autograd` takes the critics' action-gradients by autograd instead of their hand-written backward
+(dqs.twin_log_target's value_and_grad, the default path):
+
+    OMP_NUM_THREADS=1 python docs/scripts/acting_cost.py --env-id Humanoid-v4 --estimates refit,refit:autograd
 """
 import argparse
 import os
@@ -17,7 +21,16 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+import dqs  # noqa: E402
 from dqs import Schedule, SoftQNetwork, critic_policy, gym_make  # noqa: E402
+
+HAND = dqs.twin_log_target
+
+
+def by_autograd(*args, **kwargs):
+    """The twin log target without its value_and_grad, so that values_and_action_grads takes autograd's path."""
+    log_target = HAND(*args, **kwargs)
+    return lambda x: log_target(x)
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -37,7 +50,9 @@ if __name__ == "__main__":
     obs = torch.randn(1, obs_dim)
 
     def act(form):  # dqs.py's acting policy with this estimate
-        return critic_policy(qf1, qf2, obs, temperature, argparse.Namespace(**vars(args), acting_estimate=form, exact_bounds=True,
+        estimate, _, path = form.partition(":")
+        dqs.twin_log_target = by_autograd if path == "autograd" else HAND
+        return critic_policy(qf1, qf2, obs, temperature, argparse.Namespace(**vars(args), acting_estimate=estimate, exact_bounds=True,
                                                                             mc_chunk_size=None), schedule)
 
     forms = args.estimates.split(",")

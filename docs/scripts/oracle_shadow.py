@@ -6,7 +6,8 @@ shadow score network trained beside it and measured against that policy. 1-D act
 
 The oracle acts, evaluates and backs up with samples of exp(Qmin(s, a) / T) on the box [-1, 1] (self-
 normalised importance sampling over one uniform proposal in each of --oracle-grid equal cells); everything
-else is dqs.py's: the twin critics and their update, the backup without an entropy term, T. It is the policy
+else is dqs.py's: the twin critics and their update, the backup without an entropy term (T: --temperature, 0.05 when
+unset, as the diagnosis ran; dqs.py's rule that tracks T is not used here). It is the policy
 that DQS's score network is meant to become. With --shadow, dqs.py's score network is trained exactly as
 dqs.py trains it (dqs.score_matching_loss on the oracle's critic and replay data), and every --shadow-every
 steps its sampler's executed actions tanh(x) at 64 batch states are compared with exp(Qmin/T) on a 401-point
@@ -63,7 +64,7 @@ if __name__ == "__main__":
     q_optimizer = torch.optim.Adam(list(qf1.parameters()) + list(qf2.parameters()), lr=args.q_lr)
     score_net = dqs.ScoreNetwork(obs_dim, act_dim).to(device)
     score_optimizer = torch.optim.Adam(score_net.parameters(), lr=args.score_lr)
-    temperature = torch.tensor(args.temperature, device=device)
+    temperature = torch.tensor(0.05 if args.temperature is None else args.temperature, device=device)  # the oracle's T is fixed
 
     def q_min(obs, actions):
         return torch.min(qf1(obs, actions), qf2(obs, actions))
