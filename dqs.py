@@ -92,9 +92,8 @@ class Args:
     """the learning rate of the Q network optimizer"""
     score_lr: float = 3e-4
     """the learning rate of the score network optimizer"""
-    temperature: float | None = None
-    """temperature T of the target policy exp(Q/T), fixed (initial value when annealed; the authors': 0.05, set for DMC
-    rewards); unset (not the paper's): T follows the critic, see --temperature-scale"""
+    temperature: float = 0.05
+    """temperature T of the target policy exp(Q/T) (initial value when annealed; the authors' 0.05 was set for DMC rewards)"""
     temperature_final: float | None = None
     """if set, T is annealed log-linearly from --temperature to this value"""
     temperature_anneal_steps: int = 1_000_000
@@ -111,10 +110,10 @@ class Args:
     # Not in the paper: on by default where docs/results.md measured them to learn; --paper turns them all off
     paper: bool = False
     """the authors' configuration: their K, N, target and sampler, none of the departures below (explicit flags still win)"""
-    temperature_scale: float = 0.09
-    """not the paper's: without --temperature, T = this x the RMS action-gradient of min(Q1, Q2) at the backup's a', tracked
-    every update, so that exp(Q/T) spreads about this much per action dimension whatever the reward's scale (0.09: the std
-    of a Gaussian with SAC's target entropy, -1 nat per dimension)"""
+    temperature_scale: float | None = None
+    """if set (not the paper's; e.g. 0.09, the std of a Gaussian with SAC's target entropy), T follows the critic instead of
+    --temperature: T = this x the RMS action-gradient of min(Q1, Q2) at the backup's a', tracked every update, so that
+    exp(Q/T) spreads about this much per action dimension whatever the reward's scale"""
     backup_score: Literal["network", "critic"] = "network"
     """the sampler that draws the backup's a': 'network' (s_theta, the paper's) or 'critic' (not the paper's: the sampler
     that acts, with K = --backup-mc-samples)"""
@@ -156,11 +155,11 @@ class Args:
 
 
 def check_args(args: Args):
-    check_common_args(args, ["temperature_anneal_steps", "num_mc_samples", "num_diffusion_steps", "sigma_min", "eval_best_of",
-                             "acting_mc_samples", "temperature_scale", "backup_mc_samples"],
-                      optional=["temperature", "temperature_final", "mc_chunk_size"])
-    if args.temperature_final is not None and args.temperature is None:
-        fail("--temperature-final anneals from --temperature: give both")
+    check_common_args(args, ["temperature", "temperature_anneal_steps", "num_mc_samples", "num_diffusion_steps", "sigma_min",
+                             "eval_best_of", "acting_mc_samples", "backup_mc_samples"],
+                      optional=["temperature_final", "mc_chunk_size", "temperature_scale"])
+    if args.temperature_final is not None and args.temperature_scale is not None:
+        fail("--temperature-final anneals a fixed T and --temperature-scale makes T follow the critic: give one")
     if not 0 <= args.clean_score_until <= 1:
         fail(f"--clean-score-until must be in [0, 1], got {args.clean_score_until}")
     if args.sigma_max <= args.sigma_min:
@@ -383,8 +382,8 @@ class SoftQNetwork(nn.Module):
 
 def temperature_at(update: int, args: Args) -> float:
     """Fixed T, or the log-linear anneal log T = log T_init + min(1, update / steps) (log T_final - log T_init)."""
-    if args.temperature is None:
-        raise ValueError("T follows the critic (--temperature unset): read it from the run's checkpoint or summary")
+    if getattr(args, "temperature_scale", None) is not None:
+        raise ValueError("T follows the critic (--temperature-scale): read it from the run's checkpoint or summary")
     if args.temperature_final is None:
         return args.temperature
     frac = min(1.0, max(0, update) / args.temperature_anneal_steps)
@@ -396,8 +395,8 @@ def temperature_at(update: int, args: Args) -> float:
 # in docs/results.md.
 # =============================================================================================
 # What --paper restores: the authors' code defaults for everything in Args that is ours.
-PAPER = dict(temperature=0.05, num_mc_samples=1000, num_diffusion_steps=500, acting_score="network", exact_bounds=False,
-             score_target="grad", score_ema=0.0, eval_best_of=1, backup_score="network")
+PAPER = dict(temperature=0.05, temperature_scale=None, num_mc_samples=1000, num_diffusion_steps=500, acting_score="network",
+             exact_bounds=False, score_target="grad", score_ema=0.0, eval_best_of=1, backup_score="network")
 
 
 def parse_args() -> Args:
@@ -540,7 +539,7 @@ def refit_score(q_of_actions, x_t, t, temperature, num_mc_samples: int, schedule
     return (posterior_mean - x_t) / h
 
 
-# Without --temperature: T in the units of the critic. A fixed T is in reward units, and a critic whose values spread
+# --temperature-scale: T in the units of the critic. A fixed T is in reward units, and a critic whose values spread
 # 0.01 over the actions (a sparse task before its first reward) makes exp(Q/T) at T = 0.05 uniform, one that spreads 100
 # (HalfCheetah's returns) a point (docs/results.md). SAC tunes its alpha to a target entropy; here T tracks a target width.
 # For a quadratic critic Q = -|a - mu|^2 / 2c, exp(Q/T) is N(mu, cT) and its actions have dQ/da_d = -(a_d - mu_d) / c, so
@@ -902,8 +901,8 @@ if __name__ == "__main__":
             m.compile()
     modules = {"score_net": score_net, "qf1": qf1, "qf2": qf2, "qf1_target": qf1_target, "qf2_target": qf2_target,
                "q_optimizer": q_optimizer, "score_optimizer": score_optimizer} | ({"policy_net": policy_net} if args.score_ema > 0 else {})
-    # T, a device tensor updated in place when annealed or tracked (then it travels with the checkpoint)
-    temperature = torch.tensor(args.temperature if args.temperature is not None else 1.0, device=device)
+    # T, a device tensor updated in place when annealed or tracked (it travels with the checkpoint)
+    temperature = torch.tensor(args.temperature, device=device)
     modules["temperature"] = temperature
     schedule = Schedule(args.sigma_min, args.sigma_max)
 
@@ -935,7 +934,7 @@ if __name__ == "__main__":
     def update_critic(b_obs, b_actions, b_next_obs, b_rewards, b_terminations):
         with torch.no_grad():
             next_state_actions = act_backup(b_next_obs)  # a' = tanh(x), x a fresh sample at s'
-            if args.temperature is None:  # not the paper's: T follows the critic's action-gradients at the policy's a'
+            if args.temperature_scale is not None:  # not the paper's: T follows the critic's action-gradients at the policy's a'
                 _, grads = values_and_action_grads(twin_log_target(qf1, qf2, b_next_obs.unsqueeze(1), temperature),
                                                    next_state_actions.unsqueeze(1), 1)
                 temperature_driver["action_grad_rms"] = grads.pow(2).mean().sqrt()

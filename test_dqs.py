@@ -701,7 +701,7 @@ def test_dqs_runs_a_deepmind_control_task(tmp_path):
 
 def test_dqs_departures_run_exact_bounds_blend_annealing_score_ema_and_eval_best_of(tmp_path):
     out = run_script("dqs.py", *COMMON, *TINY["dqs.py"], "--total-timesteps", "200", "--exact-bounds", "--score-target", "blend",
-                     "--temperature", "0.05", "--temperature-final", "0.01", "--temperature-anneal-steps", "50", "--score-ema", "0.9",
+                     "--temperature-final", "0.01", "--temperature-anneal-steps", "50", "--score-ema", "0.9",
                      "--eval-best-of", "3", "--backup-score", "critic",
                      "--save-model", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -711,6 +711,17 @@ def test_dqs_departures_run_exact_bounds_blend_annealing_score_ema_and_eval_best
     # the policy's weights are an average of the score network's past weights: same shapes, lagging values
     assert ckpt["policy_net"].keys() == ckpt["score_net"].keys()
     assert not torch.equal(ckpt["policy_net"]["fc_out.weight"], ckpt["score_net"]["fc_out.weight"])
+
+
+def test_temperature_scale_makes_t_follow_the_critic_and_logs_what_drives_it(tmp_path):
+    """--temperature-scale: T leaves --temperature, is logged with the RMS action-gradient it follows, and resumes."""
+    out = run_script("dqs.py", *COMMON, *TINY["dqs.py"], "--total-timesteps", "200", "--temperature-scale", "0.09", "--save-model",
+                     cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    run_dir, summary = read_run(tmp_path)
+    assert summary["temperature"] != 0.05 and summary["temperature_action_grad_rms"] > 0
+    ckpt = torch.load(os.path.join(run_dir, "dqs.pt"), weights_only=True)
+    assert math.isclose(float(ckpt["temperature"]), summary["temperature"], rel_tol=1e-6)
 
 
 def test_divergence_stops_with_the_step_and_keeps_last_good_checkpoint(tmp_path):

@@ -37,7 +37,7 @@ DRAWN = 30  # episodes drawn per start
 
 def temperature_label(args: dict) -> str:
     """A fixed T by its value; T that follows the critic by its scale (dqs.py's --temperature-scale)."""
-    if args.get("temperature") is None:
+    if args.get("temperature_scale") is not None:
         return f"T = {args['temperature_scale']:g} x RMS dQ/da"
     return f"T = {args['temperature']:g}"
 
