@@ -301,6 +301,15 @@ def test_k_table_reference_and_rows(tmp_path):
     assert text.startswith("<!-- OMP_NUM_THREADS=") and "S_K (grad, the paper's), K = 256" in text and "Picks:" in text
 
 
+def test_temperature_fixed_point_script_iterates_the_rule_from_every_start(tmp_path):
+    # docs/scripts/temperature_fixed_point.py on an untrained 1-D critic: it reports the rule's limit from four starts
+    out = run_script(os.path.join("docs", "scripts", "temperature_fixed_point.py"), fake_checkpoint(tmp_path / "one.pt", 4, 1, 64, 0),
+                     "--states", "16", "--grid", "101", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    limits = [float(re.search(r"T -> ([0-9.e+-]+),", line)[1]) for line in out.stdout.splitlines() if "T ->" in line]
+    assert len(limits) == 4 and all(t > 0 for t in limits)
+
+
 # ---------------------------------------------------------------------------------------------
 # The docs' commands: output folders relative to the checkout
 # The roots are joined here rather than written out as paths, so that this file does not match itself.
