@@ -370,12 +370,14 @@ class SoftQNetwork(nn.Module):
         w_s, w_a = self.fc1.weight.split([self.obs_dim, self.fc1.in_features - self.obs_dim], dim=1)
         fixed = F.linear(obs, w_s, self.fc1.bias)
 
+        relu_backward = torch.ops.aten.threshold_backward  # (gradient, relu's output, 0): the gradient where the unit is on
+
         def value_and_grad(actions):
-            u1 = fixed + F.linear(actions, w_a)
-            u2 = self.fc2(F.relu(u1))
-            q = self.fc3(F.relu(u2)).squeeze(-1)
-            dq_du2 = (u2 > 0) * self.fc3.weight[0]
-            dq_du1 = (u1 > 0) * (dq_du2 @ self.fc2.weight)
+            h1 = F.relu(fixed + F.linear(actions, w_a))
+            h2 = F.relu(self.fc2(h1))
+            q = self.fc3(h2).squeeze(-1)
+            dq_du2 = relu_backward(self.fc3.weight[0].expand_as(h2), h2, 0)  # w3 * 1[u2 > 0]
+            dq_du1 = relu_backward(dq_du2 @ self.fc2.weight, h1, 0)  # (W2^T dq_du2) * 1[u1 > 0]
             return q, dq_du1 @ w_a
         return value_and_grad
 
