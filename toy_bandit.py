@@ -59,7 +59,7 @@ class Args:
     acting_score: Literal["critic", "network"] = "critic"
     """what drives DQS's sampler, as dqs.py's flag: 'critic' (dqs.py's default, not the paper's) or 'network' (the paper's)"""
     acting_mc_samples: int = 256
-    """K of the critic-driven sampler, as dqs.py's flag (256 as --num-mc-samples: TV 0.07 against 0.08 at 64 with the blend, docs/results.md)"""
+    """K of the critic-driven sampler, as dqs.py's flag (256 as --num-mc-samples: docs/results.md#the-toy-bandit-four-modes)"""
     clean_score_until: float = 0.6
     """the critic-driven sampler uses grad Q / T for t up to this, as dqs.py's flag"""
     acting_estimate: Literal["grad", "blend", "cv", "refit"] = "refit"
