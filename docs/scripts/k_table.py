@@ -64,7 +64,7 @@ def parse_args(argv=None):
     p.add_argument("--policy-states", type=int, default=8, help="1-D: states of the sampled-std rows")
     p.add_argument("--policy-samples", type=int, default=256, help="1-D: sampled actions per state and row")
     p.add_argument("--check-states", type=int, default=16, help="1-D: states at which the quadrature is checked against the blend at --ref-k")
-    p.add_argument("--temperature-scale", type=float, default=dqs.Args.temperature_scale)
+    p.add_argument("--temperature-scale", type=float, default=0.09)
     p.add_argument("--temperature-rows", type=int, default=4096)
     p.add_argument("--grid-points", type=int, default=4001, help="1-D quadrature nodes over x_t +- --grid-half-width sqrt(h)")
     p.add_argument("--grid-half-width", type=float, default=10.0)
