@@ -551,8 +551,10 @@ def test_smoke_train_eval_save_resume(script, tmp_path):
 
     tags = EventAccumulator(run_dir).Reload().Tags()["scalars"]
     expected = ["losses/qf_loss", "charts/SPS", "eval/episodic_return"]
-    expected += ["losses/score_loss"] if script == "dqs.py" else ["losses/actor_loss"]
+    expected += ["losses/score_loss"] if script == "dqs.py" else ["losses/actor_loss", "eval/one_draw_return"]
     assert set(expected) <= set(tags), tags
+    # SAC's headline acts with tanh(mean); its one stochastic draw is logged beside it, on the same starts
+    assert set(summary["eval_beside_return_mean"]) == ({"one_draw"} if script == "sac_baseline.py" else set())
 
     out = run_script(script, *COMMON, *TINY[script], "--total-timesteps", "450", "--save-model", "--resume", ckpt_path, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
