@@ -926,8 +926,9 @@ if __name__ == "__main__":
         return best_of(acting, lambda o, a: torch.min(qf1(o, a), qf2(o, a)), obs, args.eval_best_of)
 
     # the evaluation beside the one-draw headline (--eval-beside-best-of): the greedier best of M draws by the critic
-    m = args.eval_beside_best_of
-    eval_beside = {f"best_of_{m}": lambda obs: best_of(acting, lambda o, a: torch.min(qf1(o, a), qf2(o, a)), obs, m)} if m > 1 else {}
+    m_beside = args.eval_beside_best_of
+    eval_beside = {f"best_of_{m_beside}": lambda obs: best_of(acting, lambda o, a: torch.min(qf1(o, a), qf2(o, a)), obs, m_beside)
+                   } if m_beside > 1 else {}
 
     def log_target_at(obs):
         """T log p(x) + const at these states (B, 1, obs_dim), through the critics' eager forward also under --compile."""

@@ -704,11 +704,12 @@ def test_dqs_runs_a_deepmind_control_task(tmp_path):
 def test_dqs_departures_run_exact_bounds_blend_annealing_score_ema_and_eval_best_of(tmp_path):
     out = run_script("dqs.py", *COMMON, *TINY["dqs.py"], "--total-timesteps", "200", "--exact-bounds", "--score-target", "blend",
                      "--temperature-final", "0.01", "--temperature-anneal-steps", "50", "--score-ema", "0.9",
-                     "--eval-best-of", "3", "--backup-score", "critic",
+                     "--eval-best-of", "3", "--eval-beside-best-of", "2", "--backup-score", "critic",
                      "--save-model", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     run_dir, summary = read_run(tmp_path)
     assert summary["eval_return_mean"] is not None
+    assert set(summary["eval_beside_return_mean"]) == {"best_of_2"}  # the greedier evaluation beside the headline
     ckpt = torch.load(os.path.join(run_dir, "dqs.pt"), weights_only=True)
     # the policy's weights are an average of the score network's past weights: same shapes, lagging values
     assert ckpt["policy_net"].keys() == ckpt["score_net"].keys()
